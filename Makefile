@@ -1,0 +1,31 @@
+# Every target sets up .venv itself: `make test` and `make demo` work on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+EXTRAS ?= test,ibm
+
+.PHONY: venv test demo bench catalog clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# the CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q qepi tests
+
+demo: $(STAMP)
+	$(VENV)/bin/qepi compare configs/demo.toml --seeds 2 --out runs/demo
+
+bench: $(STAMP)
+	$(VENV)/bin/qepi bench exact
+	$(VENV)/bin/qepi bench aer
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

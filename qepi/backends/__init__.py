@@ -1,0 +1,118 @@
+"""The only place where devices and simulators are made.
+
+:func:`make_executor` turns a PennyLane ``qfunc(inputs, **weights)`` into an *executor*: a
+callable that evaluates ``K`` copies of the circuit (same structure, separate weights) on
+``N`` rows of inputs in one batched execution::
+
+    executor(inputs, weights) -> expectation values
+        inputs:  (N, K, F) tensor
+        weights: {name: (K, *weight_shape) tensor}
+        returns: (N, K, n_outputs) tensor, differentiable in inputs and weights
+
+Backends: ``default.qubit`` (torch backprop with parameter broadcasting),
+``lightning.qubit`` (adjoint differentiation), ``exact`` (qepi's compiled torch simulator)
+and ``aer`` (qepi's parameter-shift engine on Qiskit Aer). Nothing is created at import
+time; heavy simulators are imported when first asked for.
+
+Example:
+    >>> import torch
+    >>> from qepi.circuits import build_circuit
+    >>> from qepi.config import Backend, Circuit
+    >>> spec = build_circuit(Circuit(n_qubits=2, n_layers=1))
+    >>> run = make_executor(spec.qfunc, spec.n_qubits, Backend(name="default.qubit"))
+    >>> run(torch.zeros(3, 1, 2), {"weights": torch.zeros(1, 1, 2, 3)}).shape
+    torch.Size([3, 1, 2])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from qepi.config import Backend
+
+BACKEND_NAMES = ("default.qubit", "lightning.qubit", "exact", "aer")
+
+
+@dataclass
+class ExecutionStats:
+    """Running totals of what an executor asked a simulator to do."""
+
+    circuits: int = 0  # circuit evaluations, shifted ones included
+    shots: int = 0  # shots spent (0 for exact expectation values)
+
+    def add(self, circuits: int, shots_per_circuit: int = 0) -> None:
+        self.circuits += circuits
+        self.shots += circuits * shots_per_circuit
+
+
+def broadcast_weights(weights: dict[str, torch.Tensor], n_rows: int) -> dict[str, torch.Tensor]:
+    """Per-copy weights (K, *shape) -> per-row weights (N*K, *shape) matching (N, K) row order.
+
+    With one copy the weights stay unbatched, so the simulator can share them across rows.
+    """
+    out = {}
+    for name, w in weights.items():
+        if w.shape[0] == 1:
+            out[name] = w[0]
+        else:
+            out[name] = w.unsqueeze(0).expand(n_rows, *w.shape).reshape(-1, *w.shape[1:])
+    return out
+
+
+class PennyLaneExecutor:
+    """Runs the circuit as a broadcast QNode on a PennyLane device (one execution per call)."""
+
+    def __init__(self, qfunc: Callable, n_qubits: int, backend: Backend, diff_method: str):
+        import pennylane as qml
+
+        if backend.shots:
+            raise ValueError(
+                f"backend.shots={backend.shots}: {backend.name} runs exact expectation values "
+                f"here; use backend.name='aer' for shot-based estimates"
+            )
+        self.backend = backend
+        self.stats = ExecutionStats()
+        self.device = qml.device(backend.name, wires=n_qubits)
+        self.qnode = qml.QNode(qfunc, self.device, interface="torch", diff_method=diff_method)
+        self.dtype = torch.float32 if backend.dtype == "float32" else torch.float64
+
+    def __call__(self, inputs: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+        n, k, f = inputs.shape
+        rows = inputs.reshape(n * k, f).to(self.dtype)  # (N*K, F)
+        row_weights = broadcast_weights({m: w.to(self.dtype) for m, w in weights.items()}, n)
+        result = self.qnode(rows, **row_weights)
+        if isinstance(result, (list, tuple)):
+            values = torch.stack(list(result), dim=-1)  # (N*K, n_outputs)
+        else:
+            values = result.unsqueeze(-1)
+        if values.dim() == 1:  # a single row comes back without its batch dimension
+            values = values.unsqueeze(0)
+        self.stats.add(n * k)
+        return values.reshape(n, k, -1).to(inputs.dtype)
+
+
+def make_executor(
+    qfunc: Callable, n_qubits: int, backend: Backend | str = "default.qubit", seed: int = 0
+) -> Callable[[torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]:
+    """Build the executor for ``qfunc`` on ``n_qubits`` wires and the chosen backend."""
+    if isinstance(backend, str):
+        backend = Backend(name=backend)
+    if backend.name == "default.qubit":
+        return PennyLaneExecutor(qfunc, n_qubits, backend, diff_method="backprop")
+    if backend.name == "lightning.qubit":
+        return PennyLaneExecutor(qfunc, n_qubits, backend, diff_method="adjoint")
+    if backend.name == "exact":
+        from qepi.backends.exact import ExactExecutor
+
+        return ExactExecutor(qfunc, n_qubits, backend)
+    if backend.name == "aer":
+        from qepi.backends.aer import AerExecutor
+
+        return AerExecutor(qfunc, n_qubits, backend, seed=seed)
+    raise ValueError(f"unknown backend {backend.name!r} (known: {', '.join(BACKEND_NAMES)})")
+
+
+__all__ = ["BACKEND_NAMES", "ExecutionStats", "broadcast_weights", "make_executor"]

@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks behind `qepi bench` (figures for the README)."""

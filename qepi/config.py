@@ -1,0 +1,281 @@
+"""Typed, frozen experiment configuration: TOML in, TOML out.
+
+A :class:`Config` has one section per concern (``backend``, ``circuit``, ``model``,
+``data``, ``train``, ``run``). Unknown keys and wrong types are errors that name the key.
+
+Example:
+    >>> cfg = Config()
+    >>> cfg = apply_overrides(cfg, ["train.lr=0.05", "circuit.n_qubits=3"])
+    >>> cfg.train.lr, cfg.circuit.n_qubits
+    (0.05, 3)
+    >>> from_toml(to_toml(cfg)) == cfg
+    True
+    >>> apply_overrides(cfg, ["train.lr=fast"])
+    Traceback (most recent call last):
+    ...
+    qepi.config.ConfigError: train.lr: expected a number, got 'fast'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from qepi.errors import UserError
+
+
+class ConfigError(UserError):
+    """A configuration problem; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where circuits run and how their expectation values are estimated."""
+
+    name: str = "default.qubit"  # default.qubit | lightning.qubit | exact | aer
+    shots: int = 0  # 0 = exact expectation values; > 0 = sampled estimate (aer)
+    noise: str = ""  # "" | "depolarizing" | a fake IBM backend, e.g. "FakeManilaV2" (aer)
+    depolarizing_1q: float = 0.0  # depolarizing probability after each 1-qubit gate
+    depolarizing_2q: float = 0.0  # depolarizing probability after each 2-qubit gate
+    readout_error: float = 0.0  # probability of flipping each measured bit
+    dtype: str = "float64"  # float64 | float32 (exact backend)
+    device: str = "cpu"  # torch device for the exact backend: cpu | cuda
+    threads: int = 0  # simulator threads; 0 = all cores
+    chunk_rows: int = 20000  # max circuits per Aer call (bounds memory)
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """The variational circuit used by every quantum layer."""
+
+    n_qubits: int = 4  # wires per circuit; also the width of the angle vector
+    encoding: str = "angle"  # angle | iqp
+    ansatz: str = "strongly_entangling"  # see qepi.circuits.ANSATZE
+    n_layers: int = 2  # ansatz layers
+    reupload: bool = False  # re-encode the inputs before every ansatz layer
+    entangling: bool = True  # False removes every entangling gate (the product-state control)
+
+
+@dataclass(frozen=True)
+class Model:
+    """HybridTransformer shape; ``embedding``/``attention`` pick quantum or classical layers."""
+
+    embedding: str = "quantum"  # quantum | classical
+    attention: str = "quantum"  # quantum | classical
+    attention_style: str = "qkv"  # qkv (circuit Q, K, V + softmax) | gaussian (QSANN)
+    d_model: int = 8  # width of the token vectors
+    n_heads: int = 2  # attention heads
+    n_blocks: int = 1  # transformer blocks
+    d_ff: int = 16  # feed-forward hidden width
+    dropout: float = 0.0
+    pooling: str = "mean"  # mean | first | last
+    causal: bool = False  # causal attention mask
+    match_params: bool = False  # widen classical layers to the quantum layer's parameter count
+
+
+@dataclass(frozen=True)
+class Data:
+    """Dataset choice and generation knobs (all datasets are offline and seeded)."""
+
+    task: str = "motif"  # motif | digits | parity | text
+    n_train: int = 256
+    n_dev: int = 64
+    n_test: int = 128
+    seq_len: int = 12  # motif / parity sequence length
+    motif_len: int = 4  # motif: binding-site length
+    pwm_entropy: float = 0.5  # motif: bits per PWM column (0 = fixed site, 2 = random)
+    classes: list[int] = field(default_factory=lambda: [0, 1])  # digits: classes to keep
+    tokens: str = "rows"  # digits: rows | patches
+    train: str = ""  # text: path of the training file
+    dev: str = ""  # text: optional path of the dev file
+    test: str = ""  # text: path of the test file
+    max_len: int = 32  # text: sentences are cut or padded to this many tokens
+
+
+@dataclass(frozen=True)
+class Train:
+    """Optimisation settings."""
+
+    optimizer: str = "adam"  # adam | adamw
+    lr: float = 0.02
+    weight_decay: float = 0.0
+    epochs: int = 10
+    batch_size: int = 32
+    max_steps: int = 0  # 0 = no limit beyond epochs
+    schedule: str = "cosine"  # constant | cosine | linear
+    warmup_steps: int = 0
+    grad_clip: float = 1.0  # max gradient norm; 0 = off
+    patience: int = 0  # early stopping on dev accuracy after this many epochs; 0 = off
+    checkpoint_every: int = 0  # steps between checkpoints; 0 = end of each epoch only
+    tensorboard: bool = False
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run bookkeeping."""
+
+    name: str = ""  # run directory name under out_dir; "" = derived from the config
+    out_dir: str = "runs"
+    seed: int = 0  # seeds torch, numpy, data generation and the simulator
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole experiment configuration."""
+
+    backend: Backend = field(default_factory=Backend)
+    circuit: Circuit = field(default_factory=Circuit)
+    model: Model = field(default_factory=Model)
+    data: Data = field(default_factory=Data)
+    train: Train = field(default_factory=Train)
+    run: Run = field(default_factory=Run)
+
+
+def _check_value(key: str, annotation: Any, value: Any) -> Any:
+    """Return ``value`` coerced to ``annotation`` or raise a ConfigError naming ``key``."""
+    origin = typing.get_origin(annotation)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_check_value(f"{key}[{i}]", item, v) for i, v in enumerate(value)]
+    raise ConfigError(f"{key}: unsupported annotation {annotation}")  # pragma: no cover
+
+
+def _section_from_dict(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{prefix}{key}: unknown key (known: {', '.join(sorted(known))})")
+    values = {}
+    for name, value in data.items():
+        annotation = hints[name]
+        if dataclasses.is_dataclass(annotation):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{prefix}{name}: expected a table, got {value!r}")
+            values[name] = _section_from_dict(annotation, value, f"{prefix}{name}.")
+        else:
+            values[name] = _check_value(f"{prefix}{name}", annotation, value)
+    return cls(**values)
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Build a Config from nested dicts, e.g. the result of ``tomllib.load``."""
+    return _section_from_dict(Config, data, "")
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """Nested plain dicts of every value (the resolved configuration)."""
+    return dataclasses.asdict(cfg)
+
+
+def from_toml(text: str) -> Config:
+    """Parse TOML text into a Config."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"malformed TOML: {err}") from None
+    return from_dict(data)
+
+
+def to_toml(cfg: Config) -> str:
+    """The resolved configuration as TOML text (every key, defaults included)."""
+    return tomli_w.dumps(to_dict(cfg))
+
+
+def load(path: str | Path) -> Config:
+    """Read a TOML config file; errors name the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as err:
+        raise ConfigError(f"{path}: cannot read config ({err.__class__.__name__})") from None
+    try:
+        return from_toml(text)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def _parse_override_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw  # a bare word is a string: backend.name=aer
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """Return ``cfg`` with ``section.key=value`` overrides applied (values parsed as TOML)."""
+    data = to_dict(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected section.key=value")
+        dotted, raw = item.split("=", 1)
+        parts = dotted.strip().split(".")
+        node = data
+        for depth, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"{'.'.join(parts[: depth + 1])}: unknown section")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ConfigError(f"{dotted.strip()}: unknown key")
+        node[parts[-1]] = _parse_override_value(raw.strip())
+    return from_dict(data)
+
+
+def update(cfg: Config, **sections: dict[str, Any]) -> Config:
+    """Return ``cfg`` with some keys of some sections replaced, checked like any other input.
+
+    >>> update(Config(), model={"embedding": "classical"}).model.embedding
+    'classical'
+    """
+    data = to_dict(cfg)
+    for section, values in sections.items():
+        if section not in data:
+            raise ConfigError(f"{section}: unknown section")
+        data[section].update(values)
+    return from_dict(data)
+
+
+__all__ = [
+    "Backend",
+    "Circuit",
+    "Config",
+    "ConfigError",
+    "Data",
+    "Model",
+    "Run",
+    "Train",
+    "apply_overrides",
+    "from_dict",
+    "from_toml",
+    "load",
+    "replace",
+    "to_dict",
+    "to_toml",
+    "update",
+]

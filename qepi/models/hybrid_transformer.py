@@ -1,0 +1,122 @@
+"""HybridTransformer: a small transformer whose embedding and attention are quantum or classical.
+
+A quantum model and its classical twin differ by one config value (``model.embedding`` /
+``model.attention``); everything else (positions, norms, feed-forward, head) is shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from qepi.config import Config
+from qepi.layers import ClassicalAttention, ClassicalEmbedding, QuantumAttention, QuantumEmbedding
+
+KINDS = ("quantum", "classical")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the data looks like; stored in checkpoints so a model can be rebuilt."""
+
+    seq_len: int  # tokens per example
+    n_classes: int
+    vocab_size: int = 0  # > 0 for token ids (B, T)
+    n_features: int = 0  # > 0 for feature vectors (B, T, F)
+
+
+def _check_kind(key: str, value: str) -> None:
+    if value not in KINDS:
+        raise ValueError(f"{key}: unknown layer kind {value!r} (known: {', '.join(KINDS)})")
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(LN(x)), then x + FF(LN(x))."""
+
+    def __init__(self, cfg: Config, seed: int):
+        super().__init__()
+        m = cfg.model
+        _check_kind("model.attention", m.attention)
+        attention_cls = QuantumAttention if m.attention == "quantum" else ClassicalAttention
+        self.norm1 = nn.LayerNorm(m.d_model)
+        self.attention = attention_cls(
+            m.d_model, m.n_heads, cfg.circuit, cfg.backend, style=m.attention_style,
+            causal=m.causal, match_params=m.match_params, seed=seed,
+        )
+        self.norm2 = nn.LayerNorm(m.d_model)
+        self.ff = nn.Sequential(
+            nn.Linear(m.d_model, m.d_ff), nn.GELU(), nn.Linear(m.d_ff, m.d_model),
+            nn.Dropout(m.dropout),
+        )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attention(self.norm1(x), mask)  # (B, T, d_model)
+        return x + self.ff(self.norm2(x))  # (B, T, d_model)
+
+
+class HybridTransformer(nn.Module):
+    """Embedding -> positions -> N blocks -> norm -> pooling -> classifier.
+
+    Example:
+        >>> import torch
+        >>> from qepi.config import Config, update
+        >>> cfg = update(Config(), circuit={"n_qubits": 2, "n_layers": 1})
+        >>> model = HybridTransformer(cfg, InputSpec(seq_len=6, n_classes=3, vocab_size=4))
+        >>> model(torch.randint(0, 4, (2, 6))).shape  # (B, T) token ids -> (B, n_classes)
+        torch.Size([2, 3])
+    """
+
+    def __init__(self, cfg: Config, inputs: InputSpec):
+        super().__init__()
+        m = cfg.model
+        _check_kind("model.embedding", m.embedding)
+        if m.pooling not in ("mean", "first", "last"):
+            raise ValueError(f"model.pooling: unknown pooling {m.pooling!r} (mean, first, last)")
+        self.cfg, self.inputs = cfg, inputs
+        embedding_cls = QuantumEmbedding if m.embedding == "quantum" else ClassicalEmbedding
+        self.embedding = embedding_cls(
+            m.d_model, cfg.circuit, cfg.backend,
+            vocab_size=inputs.vocab_size or None, n_features=inputs.n_features or None,
+            match_params=m.match_params, seed=cfg.run.seed,
+        )
+        self.position = nn.Parameter(torch.zeros(inputs.seq_len, m.d_model))
+        self.dropout = nn.Dropout(m.dropout)
+        self.blocks = nn.ModuleList(Block(cfg, seed=cfg.run.seed + 1 + i) for i in range(m.n_blocks))
+        self.norm = nn.LayerNorm(m.d_model)
+        self.head = nn.Linear(m.d_model, inputs.n_classes)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: token ids (B, T) or features (B, T, F); mask: (B, T) True for real tokens."""
+        t = x.shape[1]
+        h = self.dropout(self.embedding(x) + self.position[:t])  # (B, T, d_model)
+        for block in self.blocks:
+            h = block(h, mask)
+        h = self.norm(h)
+        if self.cfg.model.pooling == "first":
+            pooled = h[:, 0]
+        elif self.cfg.model.pooling == "last":
+            pooled = h[:, -1]
+        elif mask is None:
+            pooled = h.mean(dim=1)
+        else:
+            weights = mask.to(h.dtype).unsqueeze(-1)  # (B, T, 1)
+            pooled = (h * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return self.head(pooled)  # (B, n_classes)
+
+    def quantum_layers(self):
+        """Every QuantumLayer inside the model."""
+        from qepi.layers import QuantumLayer
+
+        return [m for m in self.modules() if isinstance(m, QuantumLayer)]
+
+    def set_backend(self, backend) -> None:
+        """Run every quantum layer on another backend (staged training: exact -> aer)."""
+        for layer in self.quantum_layers():
+            layer.set_backend(backend)
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) scalar parameters in ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
