@@ -1,0 +1,81 @@
+import pytest
+
+from qepi.config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    from_toml,
+    load,
+    to_toml,
+    update,
+)
+
+
+class TestToml:
+    def test_round_trip_of_defaults_and_changed_values(self):
+        cfg = update(Config(), train={"lr": 0.5, "epochs": 3}, data={"classes": [3, 5, 8]})
+        assert from_toml(to_toml(cfg)) == cfg
+
+    def test_partial_file_fills_defaults(self, tmp_path):
+        path = tmp_path / "c.toml"
+        path.write_text('[circuit]\nn_qubits = 3\n[backend]\nname = "lightning.qubit"\n')
+        cfg = load(path)
+        assert cfg.circuit.n_qubits == 3 and cfg.backend.name == "lightning.qubit"
+        assert cfg.train == Config().train
+
+    @pytest.mark.parametrize(
+        "text, fragment",
+        [
+            ("[train]\nlrr = 0.1\n", "train.lrr: unknown key"),
+            ("[trian]\nlr = 0.1\n", "trian: unknown key"),
+            ('[train]\nlr = "fast"\n', "train.lr: expected a number"),
+            ("[train]\nepochs = 1.5\n", "train.epochs: expected an integer"),
+            ("[circuit]\nreupload = 1\n", "circuit.reupload: expected true or false"),
+            ('[data]\nclasses = ["a"]\n', "data.classes[0]: expected an integer"),
+            ("[train]\nlr = \n", "malformed TOML"),
+            ("train = 3\n", "train: expected a table"),
+        ],
+    )
+    def test_errors_name_the_key(self, tmp_path, text, fragment):
+        path = tmp_path / "bad.toml"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=fragment.replace("[", r"\[").replace("]", r"\]")) as info:
+            load(path)
+        assert str(path) in str(info.value)
+        assert "\n" not in str(info.value)
+
+    def test_missing_file(self, tmp_path):
+        with pytest.raises(ConfigError, match="config file not found"):
+            load(tmp_path / "nope.toml")
+
+    def test_integer_is_accepted_for_a_float(self):
+        assert from_toml("[train]\nlr = 1\n").train.lr == 1.0
+
+
+class TestOverrides:
+    def test_values_are_parsed_as_toml_or_bare_strings(self):
+        cfg = apply_overrides(
+            Config(),
+            ["train.lr=0.001", "backend.name=aer", "circuit.reupload=true", "data.classes=[1, 7]"],
+        )
+        assert cfg.train.lr == 0.001
+        assert cfg.backend.name == "aer"
+        assert cfg.circuit.reupload is True
+        assert cfg.data.classes == [1, 7]
+
+    @pytest.mark.parametrize(
+        "override, fragment",
+        [
+            ("train.nope=1", "train.nope: unknown key"),
+            ("nope.lr=1", "nope: unknown section"),
+            ("train.epochs=two", "train.epochs: expected an integer"),
+            ("train.lr", "expected section.key=value"),
+        ],
+    )
+    def test_bad_overrides(self, override, fragment):
+        with pytest.raises(ConfigError, match=fragment):
+            apply_overrides(Config(), [override])
+
+    def test_config_is_frozen(self):
+        with pytest.raises(AttributeError):
+            Config().train.lr = 1.0  # type: ignore[misc]
