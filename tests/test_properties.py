@@ -1,0 +1,63 @@
+"""Property-based tests: config round trips, physical invariants of random circuits."""
+
+import dataclasses
+import typing
+
+import numpy as np
+import pennylane as qml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qepi.circuits import ANSATZE, ENCODINGS, build_circuit
+from qepi.config import Config, Circuit, from_toml, to_toml
+
+_LEAVES = {
+    bool: st.booleans(),
+    int: st.integers(-(2**62), 2**62),
+    float: st.floats(allow_nan=False, allow_infinity=False),
+    str: st.text(max_size=20),
+    list[int]: st.lists(st.integers(-1000, 1000), max_size=5),
+}
+
+
+def _section(cls):
+    hints = typing.get_type_hints(cls)
+    return st.builds(cls, **{f.name: _LEAVES[hints[f.name]] for f in dataclasses.fields(cls)})
+
+
+configs = st.builds(Config, **{
+    f.name: _section(typing.get_type_hints(Config)[f.name]) for f in dataclasses.fields(Config)
+})
+
+
+@settings(max_examples=60, deadline=None)
+@given(configs)
+def test_any_config_survives_a_toml_round_trip(cfg):
+    assert from_toml(to_toml(cfg)) == cfg
+
+
+circuits = st.builds(
+    Circuit,
+    n_qubits=st.integers(1, 4),
+    encoding=st.sampled_from(sorted(ENCODINGS)),
+    ansatz=st.sampled_from(sorted(ANSATZE)),
+    n_layers=st.integers(1, 3),
+    reupload=st.booleans(),
+    entangling=st.booleans(),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(circuits, st.integers(0, 2**32 - 1))
+def test_random_circuits_keep_states_normalised_and_values_bounded(circuit, seed):
+    spec = build_circuit(circuit)
+    rng = np.random.default_rng(seed)
+    inputs = rng.uniform(-np.pi, np.pi, (3, spec.n_qubits))  # a broadcast batch of 3
+    weights = rng.uniform(-2 * np.pi, 2 * np.pi, spec.weight_shapes["weights"])
+    dev = qml.device("default.qubit", wires=spec.n_qubits)
+
+    gates = qml.tape.make_qscript(spec.qfunc)(inputs, weights).operations
+    (states,) = qml.execute([qml.tape.QuantumScript(gates, [qml.state()])], dev)  # (3, 2**n)
+    np.testing.assert_allclose(np.linalg.norm(states, axis=-1), 1.0, atol=1e-12)
+    values = np.stack(qml.QNode(spec.qfunc, dev)(inputs, weights))  # (n_outputs, 3)
+    assert np.all(np.abs(values) <= 1 + 1e-12)
