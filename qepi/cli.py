@@ -33,21 +33,30 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
 
 
 def _add_experiment_commands(sub) -> None:
-    p = sub.add_parser("train", help="train one model from a TOML config")
-    p.add_argument("config", help="TOML config file")
+    p = sub.add_parser(
+        "train", help="train one model from a TOML config",
+        description="Train one model; writes runs/<name>/ (config, metrics, checkpoints, "
+                    "summary, report). Continue an interrupted run with --resume RUN_DIR.")
+    p.add_argument("config", nargs="?", help="TOML config file (omit with --resume)")
     _add_overrides(p)
     p.add_argument("--out", help="run directory (default: <run.out_dir>/<run.name>)")
     p.add_argument("--from", dest="warm_start", metavar="RUN_DIR",
                    help="start from the final weights of an earlier run (staged training)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_handler("qepi.experiments.commands:train"))
 
-    p = sub.add_parser("compare", help="quantum vs classical twin vs no-entanglement control over seeds")
+    p = sub.add_parser(
+        "compare", help="quantum vs classical twin vs no-entanglement control over seeds",
+        description="Train the configured quantum model, its classical twin and the "
+                    "no-entanglement control on the same data, seeds and budget; print the "
+                    "comparison and write report.md with plots.")
     p.add_argument("config", help="TOML config file")
     _add_overrides(p)
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
     p.add_argument("--out", help="comparison directory (default: <run.out_dir>/compare-<name>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier comparison in --out")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_handler("qepi.experiments.commands:compare"))
@@ -84,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_experiment_commands(sub)
+    _add_config_commands(sub)
     _add_bench_commands(sub)
     return parser
 

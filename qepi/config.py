@@ -73,7 +73,7 @@ class Model:
     n_heads: int = 2  # attention heads
     n_blocks: int = 1  # transformer blocks
     d_ff: int = 16  # feed-forward hidden width
-    dropout: float = 0.0
+    dropout: float = 0.0  # dropout after embeddings and in feed-forward layers
     pooling: str = "mean"  # mean | first | last
     causal: bool = False  # causal attention mask
     match_params: bool = False  # widen classical layers to the quantum layer's parameter count
@@ -84,9 +84,9 @@ class Data:
     """Dataset choice and generation knobs (all datasets are offline and seeded)."""
 
     task: str = "motif"  # motif | digits | parity | text
-    n_train: int = 256
-    n_dev: int = 64
-    n_test: int = 128
+    n_train: int = 256  # training examples (generated tasks)
+    n_dev: int = 64  # dev examples for early stopping (generated tasks)
+    n_test: int = 128  # held-out test examples (generated tasks)
     seq_len: int = 12  # motif / parity sequence length
     motif_len: int = 4  # motif: binding-site length
     pwm_entropy: float = 0.5  # motif: bits per PWM column (0 = fixed site, 2 = random)
@@ -103,17 +103,17 @@ class Train:
     """Optimisation settings."""
 
     optimizer: str = "adam"  # adam | adamw
-    lr: float = 0.02
-    weight_decay: float = 0.0
-    epochs: int = 10
-    batch_size: int = 32
+    lr: float = 0.02  # peak learning rate
+    weight_decay: float = 0.0  # decoupled for adamw, L2 for adam
+    epochs: int = 10  # passes over the training set
+    batch_size: int = 32  # examples per optimisation step
     max_steps: int = 0  # 0 = no limit beyond epochs
     schedule: str = "cosine"  # constant | cosine | linear
-    warmup_steps: int = 0
+    warmup_steps: int = 0  # linear warm-up steps before the schedule
     grad_clip: float = 1.0  # max gradient norm; 0 = off
     patience: int = 0  # early stopping on dev accuracy after this many epochs; 0 = off
     checkpoint_every: int = 0  # steps between checkpoints; 0 = end of each epoch only
-    tensorboard: bool = False
+    tensorboard: bool = False  # also log to TensorBoard (needs the tensorboard extra)
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ class Run:
     """Run bookkeeping."""
 
     name: str = ""  # run directory name under out_dir; "" = derived from the config
-    out_dir: str = "runs"
+    out_dir: str = "runs"  # parent directory of run directories
     seed: int = 0  # seeds torch, numpy, data generation and the simulator
 
 
@@ -279,3 +279,23 @@ __all__ = [
     "to_toml",
     "update",
 ]
+
+
+def reference_markdown() -> str:
+    """A Markdown table of every config key with its default and the comment beside it."""
+    import inspect
+
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    defaults = to_dict(Config())
+    for section in fields(Config):
+        cls = typing.get_type_hints(Config)[section.name]
+        comments = {}
+        for line in inspect.getsource(cls).splitlines():
+            name, sep, rest = line.strip().partition(":")
+            if sep and "#" in rest and name.isidentifier():
+                comments[name] = rest.split("#", 1)[1].strip()
+        for f in fields(cls):
+            default = tomli_w.dumps({"v": defaults[section.name][f.name]})[4:].strip()
+            meaning = comments.get(f.name, "").replace("|", "\\|")
+            rows.append(f"| `{section.name}.{f.name}` | `{default}` | {meaning} |")
+    return "\n".join(rows) + "\n"
