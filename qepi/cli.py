@@ -66,6 +66,31 @@ def _add_experiment_commands(sub) -> None:
     p.set_defaults(run=_handler("qepi.experiments.commands:report"))
 
 
+def _config_show(args: argparse.Namespace) -> int:
+    from qepi import config
+
+    print(config.to_toml(config.apply_overrides(config.load(args.config), args.overrides)), end="")
+    return 0
+
+
+def _config_reference(args: argparse.Namespace) -> int:
+    from qepi import config
+
+    print(config.reference_markdown(), end="")
+    return 0
+
+
+def _add_config_commands(sub) -> None:
+    commands = sub.add_parser("config", help="inspect configurations").add_subparsers(
+        dest="config_command", required=True, metavar="{show,reference}")
+    p = commands.add_parser("show", help="print the resolved config (every key, overrides applied)")
+    p.add_argument("config", help="TOML config file")
+    _add_overrides(p)
+    p.set_defaults(run=_config_show)
+    p = commands.add_parser("reference", help="print every config key with its default and meaning")
+    p.set_defaults(run=_config_reference)
+
+
 def _add_bench_commands(sub) -> None:
     bench = sub.add_parser("bench", help="side-by-side performance measurements").add_subparsers(
         dest="bench", required=True, metavar="{exact,aer}")

@@ -126,6 +126,23 @@ class Run:
 
 
 @dataclass(frozen=True)
+class Regulation:
+    """Epigenetic regulation of the circuit layers; a classical twin gets the same on its weights."""
+
+    embedding: str = ""  # "" (none) | epigenetic (marked gates) | experts (routed circuits)
+    attention: str = ""  # "" (none) | epigenetic | experts, for the attention's Q, K, V circuits
+    target: float = 0.2  # expression ratio (fraction of gates on per token) the penalty steers to
+    penalty: float = 0.1  # weight of (mean mark - target)^2 in the loss
+    hard: bool = False  # threshold the marks (straight-through); silenced gates are not shifted
+    threshold: float = 0.5  # a gate is expressed when its mark exceeds this
+    offsets: bool = False  # the transcription-factor network also emits an angle offset per gate
+    tf_hidden: int = 16  # hidden width of the transcription-factor network
+    n_experts: int = 4  # experts: circuits per layer copy
+    top_k: int = 1  # experts: experts each token is routed to
+    balance: float = 0.01  # experts: weight of the load-balancing loss
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole experiment configuration."""
 
@@ -135,6 +152,7 @@ class Config:
     data: Data = field(default_factory=Data)
     train: Train = field(default_factory=Train)
     run: Run = field(default_factory=Run)
+    regulation: Regulation = field(default_factory=Regulation)
 
 
 def _check_value(key: str, annotation: Any, value: Any) -> Any:
@@ -268,6 +286,7 @@ __all__ = [
     "ConfigError",
     "Data",
     "Model",
+    "Regulation",
     "Run",
     "Train",
     "apply_overrides",
@@ -295,7 +314,10 @@ def reference_markdown() -> str:
             if sep and "#" in rest and name.isidentifier():
                 comments[name] = rest.split("#", 1)[1].strip()
         for f in fields(cls):
-            default = tomli_w.dumps({"v": defaults[section.name][f.name]})[4:].strip()
+            value = defaults[section.name][f.name]
+            items = value if isinstance(value, list) else [value]
+            default = ", ".join(tomli_w.dumps({"v": v})[4:].strip() for v in items)
+            default = f"[{default}]" if isinstance(value, list) else default
             meaning = comments.get(f.name, "").replace("|", "\\|")
             rows.append(f"| `{section.name}.{f.name}` | `{default}` | {meaning} |")
     return "\n".join(rows) + "\n"
