@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-EXTRAS ?= test,ibm
+EXTRAS ?= test,ibm,distributed
 
 .PHONY: venv test demo bench catalog clean
 
@@ -21,11 +21,17 @@ test: $(STAMP)
 	$(PY) -m pytest -q qepi tests
 
 demo: $(STAMP)
-	$(VENV)/bin/qepi compare configs/demo.toml --seeds 2 --out runs/demo
+	$(VENV)/bin/qepi compare configs/demo.toml --seeds 2 --out runs/demo --overwrite
 
+# The PennyLane baseline of `qepi bench aer` needs the pennylane-qiskit plugin, whose
+# releases pin older Qiskit than qepi; it runs with ours when installed without its pins.
 bench: $(STAMP)
+	$(PY) -m pip install -q --no-deps pennylane-qiskit==0.45.0
 	$(VENV)/bin/qepi bench exact
-	$(VENV)/bin/qepi bench aer
+	$(VENV)/bin/qepi bench aer --json
+
+catalog: $(STAMP)
+	$(VENV)/bin/qepi circuits export circuits/
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,28 @@
+// qepi ansatz 'basic_entangler': 4 qubits, 2 layers
+OPENQASM 3.0;
+include "stdgates.inc";
+input float[64] w_0_0_0;
+input float[64] w_0_1_0;
+input float[64] w_0_2_0;
+input float[64] w_0_3_0;
+input float[64] w_1_0_0;
+input float[64] w_1_1_0;
+input float[64] w_1_2_0;
+input float[64] w_1_3_0;
+qubit[4] q;
+rx(w_0_0_0) q[0];
+rx(w_0_1_0) q[1];
+rx(w_0_2_0) q[2];
+rx(w_0_3_0) q[3];
+cx q[0], q[1];
+cx q[1], q[2];
+cx q[2], q[3];
+cx q[3], q[0];
+rx(w_1_0_0) q[0];
+rx(w_1_1_0) q[1];
+rx(w_1_2_0) q[2];
+rx(w_1_3_0) q[3];
+cx q[0], q[1];
+cx q[1], q[2];
+cx q[2], q[3];
+cx q[3], q[0];
