@@ -61,6 +61,18 @@ def _add_experiment_commands(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_handler("qepi.experiments.commands:compare"))
 
+    p = sub.add_parser("marks", help="task marks: freeze the genome trained on task A, learn a "
+                                     "mark set for task B; vs full fine-tuning and from scratch")
+    p.add_argument("config", help="TOML config file of task A (with an epigenetic regulation)")
+    _add_overrides(p)
+    p.add_argument("--task-b", action="append", default=[], metavar="DATA.KEY=VALUE",
+                   help="how task B's data differs, e.g. --task-b data.pwm_entropy=0.1 (repeatable; "
+                        "task B's data is always generated with seed run.seed + 1)")
+    p.add_argument("--out", help="output directory (default: <run.out_dir>/marks-<name>)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=_handler("qepi.experiments.marks:command"))
+
     p = sub.add_parser("report", help="render the report of a run or comparison directory again")
     p.add_argument("run_dir", help="a directory written by `qepi train` or `qepi compare`")
     p.set_defaults(run=_handler("qepi.experiments.commands:report"))
@@ -100,6 +112,14 @@ def _add_bench_commands(sub) -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--tokens", type=int, default=16)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--layers", type=int, default=2, help="ansatz layers of every circuit")
+    p.add_argument("--loop-batch", type=int, default=1,
+                   help="sequences for the per-token loop, scaled to --batch (0 = skip it)")
+    p.add_argument("--strategies", action="store_true",
+                   help="also time the exact backend forced to fold and to gate-by-gate")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="report process CPU time instead of wall-clock (steadier on a busy machine)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=_handler("qepi.bench.exact:main"))
 
@@ -108,8 +128,117 @@ def _add_bench_commands(sub) -> None:
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--tokens", type=int, default=32, help="circuit inputs (rows) per step")
     p.add_argument("--shots", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats (the best counts)")
+    p.add_argument("--pennylane-tokens", type=int, default=1,
+                   help="tokens for the PennyLane baseline (scaled per circuit)")
+    p.add_argument("--expression", type=float, nargs="+", metavar="RATIO",
+                   help="also time an epigenetic layer with hard marks at these expression "
+                        "ratios, e.g. --expression 1.0 0.2 (silenced gates are not shifted)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_handler("qepi.bench.aer:main"))
+
+
+def _add_sweep_commands(sub) -> None:
+    p = sub.add_parser(
+        "sweep", help="a grid of config values x seeds, in parallel on Ray (local or a cluster)",
+        description="Train every (grid point, seed) as a Ray task, each in its own run directory, "
+                    "then write sweep.json and report.md (mean ± 95% CI over seeds; quantum vs "
+                    "classical where the grid varies a layer kind). Starting it again in the same "
+                    "--out skips finished trials. With --tune, search the grid's values with Ray "
+                    "Tune instead (ASHA early stopping or population-based training). "
+                    "Needs Ray: pip install 'qepi[distributed]'.")
+    p.add_argument("config", help="base TOML config file")
+    _add_overrides(p)
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="values of one config key, e.g. --grid model.embedding=quantum,classical "
+                        "(repeatable; lists in brackets: --grid data.classes=[0,1],[3,8])")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per grid point (default 1)")
+    p.add_argument("--address", help="a running Ray cluster, e.g. auto or HEAD_IP:6379 "
+                                     "(default: a local Ray instance with this machine's cores)")
+    p.add_argument("--out", help="sweep directory (default: <run.out_dir>/sweep-<name>); on a "
+                                 "cluster it must be on a filesystem every node shares")
+    p.add_argument("--cpus-per-trial", type=int, default=1,
+                   help="CPUs each non-Aer trial reserves (Aer trials reserve backend.threads; "
+                        "0 threads reserve a whole node) (default 1)")
+    p.add_argument("--retries", type=int, default=3,
+                   help="times a trial is run again after its worker or node died (default 3)")
+    p.add_argument("--tune", choices=("asha", "pbt"),
+                   help="search with Ray Tune: asha (early stopping) or pbt (population-based training)")
+    p.add_argument("--samples", type=int, default=4,
+                   help="--tune: configurations sampled from the grid (PBT: the population size) (default 4)")
+    p.add_argument("--json", action="store_true", help="print the aggregate as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(run=_handler("qepi.experiments.sweep:command"))
+
+
+def _add_diagnostic_commands(sub) -> None:
+    diagnose = sub.add_parser("diagnose", help="will it train, and what is the quantum part doing").add_subparsers(
+        dest="diagnose", required=True, metavar="{plateau,gradients,entropy,calibration,attention,landscape}")
+
+    p = diagnose.add_parser("plateau", help="gradient variance over random inits vs qubits and depth")
+    p.add_argument("--ansatz", default="strongly_entangling", help="ansatz name (default strongly_entangling)")
+    p.add_argument("--qubits", default="2-8:2", help="qubit counts, e.g. 2-12, 2-12:2 or 2,4,6 (default 2-8:2)")
+    p.add_argument("--layers", default="1,4,8", help="depths, same syntax (default 1,4,8)")
+    p.add_argument("--samples", type=int, default=100, help="random initialisations per point")
+    p.add_argument("--cost", default="local", choices=["local", "global"],
+                   help="local = <Z_0>, global = <Z...Z> (default local)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output directory (default runs/plateau-<ansatz>-<cost>)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(run=_handler("qepi.diagnostics.commands:plateau"))
+
+    def runs(p, examples: int, split: str = "test") -> None:
+        p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                       help="run directories, or a comparison directory (its quantum and classical runs)")
+        p.add_argument("--split", default=split, choices=["train", "dev", "test"])
+        p.add_argument("--examples", type=int, default=examples, help="examples of the split to use")
+        p.add_argument("--backend", help="evaluate on this backend instead of the run's")
+
+    p = diagnose.add_parser("gradients", help="per-layer gradient norm, variance and SNR of a trained run")
+    runs(p, 64, "train")
+    p.add_argument("--groups", type=int, default=8, help="batch slices for the variance")
+    p.add_argument("--repeats", type=int, default=1, help="> 1: also the shot-noise SNR")
+    p.set_defaults(run=_handler("qepi.diagnostics.commands:gradients"))
+
+    p = diagnose.add_parser("entropy", help="predictive, attention-head and entanglement entropies")
+    runs(p, 64)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_handler("qepi.diagnostics.commands:entropy"))
+
+    p = diagnose.add_parser("calibration", help="temperature scaling: test ECE before and after")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--backend", help="evaluate on this backend instead of the run's")
+    p.add_argument("--bins", type=int, default=15, help="confidence bins of the ECE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_handler("qepi.diagnostics.commands:calibration"))
+
+    p = diagnose.add_parser("attention", help="attention maps of chosen inputs, side by side")
+    runs(p, 4)
+    p.add_argument("--out", help="output directory (default: the first RUN_DIR)")
+    p.set_defaults(run=_handler("qepi.diagnostics.commands:attention"))
+
+    p = diagnose.add_parser("landscape", help="loss contours along two filter-normalised directions")
+    runs(p, 32)
+    p.add_argument("--steps", type=int, default=9, help="grid points per direction")
+    p.add_argument("--span", type=float, default=1.0, help="grid half-width")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output directory (default: the first RUN_DIR)")
+    p.set_defaults(run=_handler("qepi.diagnostics.commands:landscape"))
+
+    circuits = sub.add_parser("circuits", help="the circuit catalog and OpenQASM 3 export").add_subparsers(
+        dest="circuits", required=True, metavar="{export,model}")
+    p = circuits.add_parser("export", help="write the catalog of every encoding and ansatz")
+    p.add_argument("dir", help="catalog directory, e.g. circuits/")
+    p.add_argument("--check", action="store_true", help="only report whether DIR is up to date (exit 1 if not)")
+    p.add_argument("--qubits", type=int, default=4, help="circuit width (default 4)")
+    p.add_argument("--layers", type=int, default=2, help="ansatz layers (default 2)")
+    p.add_argument("--pairs", type=int, default=5000, help="state pairs for expressibility (default 5000)")
+    p.add_argument("--samples", type=int, default=2000, help="states for entangling capability (default 2000)")
+    p.set_defaults(run=_handler("qepi.diagnostics.commands:circuits_export"))
+    p = circuits.add_parser("model", help="a trained run's circuits as OpenQASM 3 with its weights bound")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--out", help="output directory (default RUN_DIR/qasm)")
+    p.set_defaults(run=_handler("qepi.diagnostics.commands:circuits_model"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_experiment_commands(sub)
     _add_config_commands(sub)
     _add_bench_commands(sub)
+    _add_diagnostic_commands(sub)
+    _add_sweep_commands(sub)
     return parser
 
 

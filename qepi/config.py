@@ -1,7 +1,8 @@
 """Typed, frozen experiment configuration: TOML in, TOML out.
 
 A :class:`Config` has one section per concern (``backend``, ``circuit``, ``model``,
-``data``, ``train``, ``run``). Unknown keys and wrong types are errors that name the key.
+``data``, ``train``, ``run``, ``regulation``). Unknown keys and wrong types are errors that
+name the key.
 
 Example:
     >>> cfg = Config()
@@ -48,6 +49,7 @@ class Backend:
     device: str = "cpu"  # torch device for the exact backend: cpu | cuda
     threads: int = 0  # simulator threads; 0 = all cores
     chunk_rows: int = 20000  # max circuits per Aer call (bounds memory)
+    strategy: str = "auto"  # exact backend: auto | fold (dense weight blocks) | gates (gate by gate)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class Train:
     patience: int = 0  # early stopping on dev accuracy after this many epochs; 0 = off
     checkpoint_every: int = 0  # steps between checkpoints; 0 = end of each epoch only
     tensorboard: bool = False  # also log to TensorBoard (needs the tensorboard extra)
+    threads: int = 1  # torch CPU threads while training; 0 = torch's default (small models are fastest on 1)
 
 
 @dataclass(frozen=True)

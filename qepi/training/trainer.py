@@ -1,0 +1,329 @@
+"""A plain training loop: Adam/AdamW, a warmup + cosine/linear schedule, gradient clipping,
+early stopping on dev, metrics per step, atomic checkpoints, and exact resumption.
+
+Callbacks plug extra behaviour (for example gradient-flow logging) into the loop without
+editing it. A callback is any object with some of these methods; missing ones are skipped:
+
+- ``on_train_start(trainer)``
+- ``on_step(trainer, step, metrics)``: after the optimizer step. Parameters' ``.grad``
+  still hold this step's (clipped) gradients. Keys added to ``metrics`` are logged.
+- ``on_epoch_end(trainer, epoch, metrics)``: after the dev evaluation (``metrics`` holds
+  ``train_loss``, ``train_acc`` and, with a dev split, ``dev_loss`` and ``dev_acc``).
+- ``on_checkpoint(trainer, path)``: after ``checkpoint.pt`` is written (each epoch's end,
+  after ``on_epoch_end``, and every ``train.checkpoint_every`` steps).
+- ``on_train_end(trainer, summary)``
+
+Example:
+    >>> from qepi.config import Config, update
+    >>> from qepi.data import load_dataset
+    >>> from qepi.models import HybridTransformer
+    >>> cfg = update(Config(), model={"embedding": "classical", "attention": "classical"},
+    ...              data={"task": "parity", "seq_len": 4, "n_train": 16, "n_dev": 0, "n_test": 8},
+    ...              train={"epochs": 1, "batch_size": 8})
+    >>> ds = load_dataset(cfg.data)
+    >>> trainer = Trainer(HybridTransformer(cfg, ds.spec), cfg, ds, progress=False)
+    >>> summary = trainer.fit()
+    >>> summary["steps"], sorted(summary["test"])
+    (2, ['acc', 'loss'])
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qepi.config import Config
+from qepi.data import Dataset, Split, batch_order
+from qepi.errors import UserError
+from qepi.training.checkpoint import model_record, rng_state, save_checkpoint, set_rng_state
+from qepi.training.metrics import MetricsLog, summary_writer_class
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+SCHEDULES = ("constant", "cosine", "linear")
+
+
+class Callback:
+    """Base class with every hook as a no-op; subclass and override what you need."""
+
+    def on_train_start(self, trainer: Trainer) -> None: ...
+
+    def on_step(self, trainer: Trainer, step: int, metrics: dict[str, Any]) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None: ...
+
+    def on_checkpoint(self, trainer: Trainer, path: Path) -> None: ...
+
+    def on_train_end(self, trainer: Trainer, summary: dict[str, Any]) -> None: ...
+
+
+def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """Adam or AdamW over the trainable parameters, as ``cfg.train`` says."""
+    t = cfg.train
+    if t.optimizer not in OPTIMIZERS:
+        raise UserError(f"train.optimizer: unknown optimizer {t.optimizer!r} (known: {', '.join(OPTIMIZERS)})")
+    if t.lr <= 0:
+        raise UserError(f"train.lr: must be > 0, got {t.lr}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    return OPTIMIZERS[t.optimizer](params, lr=t.lr, weight_decay=t.weight_decay)
+
+
+def lr_factor(step: int, total: int, schedule: str, warmup: int) -> float:
+    """Learning-rate multiplier at ``step``: linear warmup, then constant, cosine or linear decay.
+
+    >>> [round(lr_factor(s, 10, "cosine", 2), 3) for s in (0, 1, 2, 6, 10)]
+    [0.5, 1.0, 1.0, 0.5, 0.0]
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0 - progress
+
+
+def predict(model: nn.Module, split: Split, batch_size: int = 256) -> torch.Tensor:
+    """Logits (N, n_classes) of ``model`` on ``split``, in eval mode, without gradients."""
+    was_training = model.training
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(split), batch_size):
+            batch = split.take(torch.arange(start, min(start + batch_size, len(split))))
+            out.append(model(batch.x, batch.mask))  # (b, n_classes)
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def evaluate(model: nn.Module, split: Split, batch_size: int = 256) -> dict[str, float]:
+    """Mean cross-entropy ``loss`` and accuracy ``acc`` of ``model`` on ``split``."""
+    logits = predict(model, split, batch_size)
+    return {"loss": F.cross_entropy(logits, split.y).item(),
+            "acc": (logits.argmax(-1) == split.y).float().mean().item()}
+
+
+class Trainer:
+    """Trains ``model`` on ``dataset`` as ``cfg.train`` says.
+
+    With ``run_dir`` it appends metrics to ``run_dir/metrics.jsonl`` and writes
+    ``run_dir/checkpoint.pt`` every ``train.checkpoint_every`` steps and at each epoch's end.
+    ``load_state`` restores such a checkpoint; ``fit`` then continues and ends with the
+    weights an uninterrupted run would have (the data order depends on (seed, epoch) only).
+    """
+
+    def __init__(self, model: nn.Module, cfg: Config, dataset: Dataset,
+                 run_dir: str | Path | None = None, callbacks=(), progress: bool = True):
+        t = cfg.train
+        if t.schedule not in SCHEDULES:
+            raise UserError(f"train.schedule: unknown schedule {t.schedule!r} (known: {', '.join(SCHEDULES)})")
+        if t.threads < 0:
+            raise UserError(f"train.threads: must be >= 0, got {t.threads}")
+        for key in ("epochs", "batch_size"):
+            if getattr(t, key) < 1:
+                raise UserError(f"train.{key}: must be >= 1, got {getattr(t, key)}")
+        dataset.check_not_empty()
+        if t.patience > 0 and (dataset.dev is None or len(dataset.dev) == 0):
+            raise UserError("train.patience: early stopping needs a dev split "
+                            "(data.n_dev > 0, or data.dev for text)")
+        if t.tensorboard:
+            summary_writer_class()  # fail before training if TensorBoard is missing
+        self.model, self.cfg, self.dataset = model, cfg, dataset
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.callbacks = list(callbacks)
+        self.progress = progress
+        self.seed = cfg.run.seed
+        self.optimizer = make_optimizer(model, cfg)
+        self.steps_per_epoch = math.ceil(len(dataset.train) / t.batch_size)
+        self.total_steps = t.epochs * self.steps_per_epoch
+        if t.max_steps > 0:
+            self.total_steps = min(self.total_steps, t.max_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, self.total_steps, t.schedule, t.warmup_steps))
+        self.step = 0  # optimizer steps taken
+        self.epoch = 0  # epochs finished
+        self.batch_in_epoch = 0  # batches of the current epoch already taken
+        self.best_dev_acc: float | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad_epochs = 0
+        self.stopped_early = False
+        self.counts_offset = {"circuits": 0, "shots": 0}  # executions before a resume
+        self.elapsed_offset = 0.0  # wall seconds before a resume
+        self.metrics_lines: int | None = None  # metrics.jsonl lines at the checkpoint
+        self._epoch_loss = self._epoch_correct = self._epoch_seen = 0.0
+        self._start = time.perf_counter()
+        self.log: MetricsLog | None = None
+
+    # ------------------------------------------------------------------ bookkeeping
+    def execution_counts(self) -> dict[str, int]:
+        """Circuit executions and shots spent so far (training and evaluation, resumes included)."""
+        circuits, shots = self.counts_offset["circuits"], self.counts_offset["shots"]
+        for layer in getattr(self.model, "quantum_layers", list)():
+            if layer._executor is not None:  # executors are built on the first forward
+                circuits += layer._executor.stats.circuits
+                shots += layer._executor.stats.shots
+        return {"circuits": circuits, "shots": shots}
+
+    def elapsed(self) -> float:
+        """Wall seconds spent training, resumes included."""
+        return self.elapsed_offset + time.perf_counter() - self._start
+
+    def state(self) -> dict[str, Any]:
+        """Everything a checkpoint holds (tensors and plain data only)."""
+        return {
+            **model_record(self.model, self.cfg, self.seed),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "epoch_sums": [self._epoch_loss, self._epoch_correct, self._epoch_seen],
+            "best_dev_acc": self.best_dev_acc, "best_state": self.best_state,
+            "bad_epochs": self.bad_epochs, "stopped_early": self.stopped_early,
+            "counts": self.execution_counts(), "elapsed": self.elapsed(),
+            "metrics_lines": None if self.log is None else self.log.lines,
+            "rng": rng_state(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint written by :meth:`save_checkpoint`."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self._epoch_loss, self._epoch_correct, self._epoch_seen = state["epoch_sums"]
+        self.best_dev_acc, self.best_state = state["best_dev_acc"], state["best_state"]
+        self.bad_epochs, self.stopped_early = state["bad_epochs"], state["stopped_early"]
+        self.counts_offset = dict(state["counts"])
+        self.elapsed_offset = state["elapsed"]
+        self.metrics_lines = state["metrics_lines"]
+        set_rng_state(state["rng"])
+
+    def save_checkpoint(self) -> None:
+        """Write ``run_dir/checkpoint.pt`` atomically (nothing without a run directory)."""
+        if self.run_dir is not None:
+            save_checkpoint(self.run_dir / "checkpoint.pt", self.state())
+            self._emit("on_checkpoint", self.run_dir / "checkpoint.pt")
+
+    def _emit(self, hook: str, *args) -> None:
+        for callback in self.callbacks:
+            method = getattr(callback, hook, None)
+            if method is not None:
+                method(self, *args)
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.log is not None:
+            self.log.write(record)
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, batch: Split) -> dict[str, Any]:
+        """One optimizer step on ``batch``; returns the step's metrics."""
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        logits = self.model(batch.x, batch.mask)  # (B, n_classes)
+        loss = F.cross_entropy(logits, batch.y)
+        regularization = getattr(self.model, "regularization_loss", None)  # e.g. expression penalty
+        (loss if regularization is None else loss + regularization()).backward()
+        clip = self.cfg.train.grad_clip
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        correct = (logits.argmax(-1) == batch.y).sum().item()
+        self._epoch_loss += loss.item() * len(batch)
+        self._epoch_correct += correct
+        self._epoch_seen += len(batch)
+        return {"kind": "train", "step": self.step, "epoch": self.epoch, "loss": loss.item(),
+                "acc": correct / len(batch), "lr": lr, "grad_norm": grad_norm.item(),
+                **self.execution_counts(), "time": round(self.elapsed(), 4)}
+
+    def _end_epoch(self) -> dict[str, Any]:
+        seen = max(self._epoch_seen, 1)
+        metrics = {"train_loss": self._epoch_loss / seen, "train_acc": self._epoch_correct / seen}
+        dev = self.dataset.dev
+        if dev is not None and len(dev):
+            result = evaluate(self.model, dev)
+            metrics.update(dev_loss=result["loss"], dev_acc=result["acc"])
+            self._log({"kind": "eval", "split": "dev", "step": self.step, "epoch": self.epoch, **result})
+            if self.best_dev_acc is None or result["acc"] > self.best_dev_acc:
+                self.best_dev_acc, self.bad_epochs = result["acc"], 0
+                if self.cfg.train.patience > 0:
+                    self.best_state = copy.deepcopy(self.model.state_dict())
+            else:
+                self.bad_epochs += 1
+                if 0 < self.cfg.train.patience <= self.bad_epochs:
+                    self.stopped_early = True
+        self._emit("on_epoch_end", self.epoch, metrics)
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self._epoch_loss = self._epoch_correct = self._epoch_seen = 0.0
+        return metrics
+
+    def fit(self) -> dict[str, Any]:
+        """Train until the epochs, ``max_steps`` or early stopping end it; evaluate on test.
+
+        Sets torch's CPU thread count to ``train.threads`` (when > 0) first.
+        Returns a summary: steps, epochs, stopped_early, best_dev_acc, train/dev/test
+        metrics, circuits, shots and wall_time_s. With ``train.patience > 0`` the final
+        weights are those of the best dev epoch.
+        """
+        from tqdm.auto import tqdm
+
+        t = self.cfg.train
+        if t.threads > 0:
+            torch.set_num_threads(t.threads)  # intra-op threads cost more than they save here
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            tb = self.run_dir / "tensorboard" if t.tensorboard else None
+            self.log = MetricsLog(self.run_dir / "metrics.jsonl", tb, keep_lines=self.metrics_lines)
+        self._start = time.perf_counter()
+        self._emit("on_train_start")
+        train = self.dataset.train
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
+                   desc=self.cfg.run.name or self.dataset.task, unit="step", leave=False)
+        epoch_metrics: dict[str, Any] = {}
+        try:
+            while self.epoch < t.epochs and not self.stopped_early and self.step < self.total_steps:
+                order = batch_order(len(train), self.seed, self.epoch)
+                for b in range(self.batch_in_epoch, self.steps_per_epoch):
+                    if self.step >= self.total_steps:
+                        break
+                    batch = train.take(order[b * t.batch_size:(b + 1) * t.batch_size])
+                    metrics = self.train_step(batch)
+                    self.batch_in_epoch = b + 1
+                    self._emit("on_step", self.step, metrics)
+                    self._log(metrics)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{self._epoch_loss / self._epoch_seen:.3f}",
+                                    acc=f"{self._epoch_correct / self._epoch_seen:.3f}")
+                    if t.checkpoint_every > 0 and self.step % t.checkpoint_every == 0:
+                        self.save_checkpoint()
+                epoch_metrics = self._end_epoch()
+                self.save_checkpoint()
+        except BaseException:
+            if self.log is not None:
+                self.log.close()
+            raise
+        finally:
+            bar.close()
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        summary = {
+            "steps": self.step, "epochs": self.epoch, "stopped_early": self.stopped_early,
+            "best_dev_acc": self.best_dev_acc, "last_epoch": epoch_metrics,
+            "test": evaluate(self.model, self.dataset.test),
+        }
+        self._log({"kind": "eval", "split": "test", "step": self.step, "epoch": self.epoch,
+                   **summary["test"]})
+        summary.update(self.execution_counts(), wall_time_s=round(self.elapsed(), 3))
+        self._emit("on_train_end", summary)
+        if self.log is not None:
+            self.log.close()
+        return summary

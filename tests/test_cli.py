@@ -1,0 +1,108 @@
+"""`qepi train / compare / report`: exit codes, one-line errors, --help everywhere."""
+
+import json
+
+import pytest
+
+from qepi.cli import main
+
+TINY = """
+[circuit]
+n_qubits = 2
+n_layers = 1
+[model]
+d_model = 4
+n_heads = 1
+d_ff = 8
+[data]
+task = "parity"
+seq_len = 3
+n_train = 8
+n_dev = 0
+n_test = 4
+[train]
+epochs = 1
+batch_size = 4
+"""
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+def one_line_error(capsys, *needles):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("qepi: error: ") and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["compare", "--help"], ["report", "--help"]])
+def test_help_everywhere(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 0 and "usage: qepi" in capsys.readouterr().out
+
+
+def test_train_then_report_exit_0(config, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(out), "--quiet", "--set", "train.lr=0.05"]) == 0
+    printed = capsys.readouterr().out
+    assert "test acc" in printed and str(out) in printed
+    assert main(["report", str(out)]) == 0
+    assert main(["train", str(config), "--out", str(out), "--quiet"]) == 2  # finished run kept
+    one_line_error(capsys, "--overwrite")
+    assert main(["train", "--resume", str(out)]) == 2
+    one_line_error(capsys, "already finished")
+
+
+def test_compare_json_for_scripts(config, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", str(config), "--seeds", "1", "--out", str(out), "--json"]) == 0
+    comparison = json.loads(capsys.readouterr().out)
+    assert set(comparison["models"]) == {"quantum", "classical", "no_entanglement"}
+    assert comparison["tests"]["classical"]["acc"]["p"] is None  # one seed: no test
+    assert (out / "report.md").exists()
+
+
+@pytest.mark.parametrize("text, needles", [
+    ("[train\nlr = 1", ["malformed TOML"]),
+    ("[train]\nlearning_rate = 0.1", ["train.learning_rate", "unknown key"]),
+    ("[train]\nepochs = 'ten'", ["train.epochs", "integer"]),
+    ("[data]\ntask = 'imagenet'", ["data.task", "imagenet"]),
+    ("[data]\ntask = 'text'\ntrain = 'missing.txt'\ntest = 'missing.txt'", ["missing.txt", "not found"]),
+    ("[data]\nn_train = 0", ["data.n_train"]),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, text, needles):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert main(["train", str(path), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    one_line_error(capsys, *needles)
+    assert not (tmp_path / "r").exists()  # nothing written for a run that could not start
+
+
+def test_malformed_data_line_and_missing_config(tmp_path, capsys):
+    data = tmp_path / "train.txt"
+    data.write_text("1 fine words\nnot-a-label words\n")
+    path = tmp_path / "text.toml"
+    path.write_text(f"[data]\ntask = 'text'\ntrain = '{data}'\ntest = '{data}'\n")
+    assert main(["train", str(path), "--quiet"]) == 2
+    one_line_error(capsys, "train.txt:2", "integer label")
+    assert main(["train", str(tmp_path / "nope.toml")]) == 2
+    one_line_error(capsys, "nope.toml", "not found")
+    assert main(["train"]) == 2
+    one_line_error(capsys, "CONFIG")
+    assert main(["report", str(tmp_path)]) == 2
+    one_line_error(capsys, "not a qepi run")
+    assert main(["compare", str(path), "--seeds", "0"]) == 2
+    one_line_error(capsys, "--seeds")
+
+
+def test_unknown_option_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--bogus"])
+    assert exit_.value.code == 2
