@@ -46,7 +46,6 @@ class Backend:
     depolarizing_2q: float = 0.0  # depolarizing probability after each 2-qubit gate
     readout_error: float = 0.0  # probability of flipping each measured bit
     dtype: str = "float64"  # float64 | float32 (exact backend)
-    device: str = "cpu"  # torch device for the exact backend: cpu | cuda
     threads: int = 0  # simulator threads; 0 = all cores
     chunk_rows: int = 20000  # max circuits per Aer call (bounds memory)
     strategy: str = "auto"  # exact backend: auto | fold (dense weight blocks) | gates (gate by gate)
