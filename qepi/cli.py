@@ -73,8 +73,8 @@ def _add_experiment_commands(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_handler("qepi.experiments.marks:command"))
 
-    p = sub.add_parser("report", help="render the report of a run or comparison directory again")
-    p.add_argument("run_dir", help="a directory written by `qepi train` or `qepi compare`")
+    p = sub.add_parser("report", help="render the report of a run, comparison or sweep directory again")
+    p.add_argument("run_dir", help="a directory written by `qepi train`, `qepi compare` or `qepi sweep`")
     p.set_defaults(run=_handler("qepi.experiments.commands:report"))
 
 

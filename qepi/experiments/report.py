@@ -235,12 +235,15 @@ def render_run_report(run_dir: str | Path) -> Path:
 
 
 def render(directory: str | Path) -> Path:
-    """Render the report of a comparison or run directory again from its saved files."""
+    """Render the report of a sweep, comparison or run directory again from its saved files."""
     from qepi.experiments.compare import MANIFEST, summarize
+    from qepi.experiments.sweep import PLAN, aggregate, render_sweep_report
 
     directory = Path(directory)
     if not directory.is_dir():
         raise UserError(f"{directory}: no such directory")
+    if (directory / PLAN).is_file():
+        return render_sweep_report(directory, aggregate(directory))
     if (directory / MANIFEST).is_file():
         return render_compare_report(directory, summarize(directory))
     if (directory / "config.toml").is_file():

@@ -2,6 +2,8 @@
 
 A quantum model and its classical twin differ by one config value (``model.embedding`` /
 ``model.attention``); everything else (positions, norms, feed-forward, head) is shared.
+``regulation.embedding`` / ``regulation.attention`` regulate a layer of either kind the same
+way (epigenetic marks or routed experts, see :mod:`qepi.layers.epigenetic`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,15 @@ import torch
 from torch import nn
 
 from qepi.config import Config
-from qepi.layers import ClassicalAttention, ClassicalEmbedding, QuantumAttention, QuantumEmbedding
+from qepi.layers import (
+    ClassicalAttention,
+    ClassicalEmbedding,
+    QuantumAttention,
+    QuantumEmbedding,
+    RegulatedAttention,
+    RegulatedEmbedding,
+)
+from qepi.layers.epigenetic import regularization_loss
 
 KINDS = ("quantum", "classical")
 
@@ -40,10 +50,15 @@ class Block(nn.Module):
         m = cfg.model
         _check_kind("model.attention", m.attention)
         attention_cls = QuantumAttention if m.attention == "quantum" else ClassicalAttention
+        regulated = {}
+        if cfg.regulation.attention:  # the same regulation for a quantum layer and its twin
+            attention_cls = RegulatedAttention
+            regulated = dict(regulation=cfg.regulation, kind=cfg.regulation.attention,
+                             quantum=m.attention == "quantum")
         self.norm1 = nn.LayerNorm(m.d_model)
         self.attention = attention_cls(
             m.d_model, m.n_heads, cfg.circuit, cfg.backend, style=m.attention_style,
-            causal=m.causal, match_params=m.match_params, seed=seed,
+            causal=m.causal, match_params=m.match_params, seed=seed, **regulated,
         )
         self.norm2 = nn.LayerNorm(m.d_model)
         self.ff = nn.Sequential(
@@ -76,10 +91,15 @@ class HybridTransformer(nn.Module):
             raise ValueError(f"model.pooling: unknown pooling {m.pooling!r} (mean, first, last)")
         self.cfg, self.inputs = cfg, inputs
         embedding_cls = QuantumEmbedding if m.embedding == "quantum" else ClassicalEmbedding
+        regulated = {}
+        if cfg.regulation.embedding:  # the same regulation for a quantum layer and its twin
+            embedding_cls = RegulatedEmbedding
+            regulated = dict(regulation=cfg.regulation, kind=cfg.regulation.embedding,
+                             quantum=m.embedding == "quantum")
         self.embedding = embedding_cls(
             m.d_model, cfg.circuit, cfg.backend,
             vocab_size=inputs.vocab_size or None, n_features=inputs.n_features or None,
-            match_params=m.match_params, seed=cfg.run.seed,
+            match_params=m.match_params, seed=cfg.run.seed, **regulated,
         )
         self.position = nn.Parameter(torch.zeros(inputs.seq_len, m.d_model))
         self.dropout = nn.Dropout(m.dropout)
@@ -110,6 +130,11 @@ class HybridTransformer(nn.Module):
         from qepi.layers import QuantumLayer
 
         return [m for m in self.modules() if isinstance(m, QuantumLayer)]
+
+    def regularization_loss(self) -> torch.Tensor:
+        """Regulation losses of the latest forward (expression penalty, load balancing); 0 without
+        ``cfg.regulation``. Training adds it to the task loss."""
+        return regularization_loss(self)
 
     def set_backend(self, backend) -> None:
         """Run every quantum layer on another backend (staged training: exact -> aer)."""

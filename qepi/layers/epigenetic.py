@@ -1,0 +1,427 @@
+"""Epigenetic regulation: context-gated circuit gates and reversible task marks.
+
+The trained circuit angles θ are the *genome*: fixed, shared by every token. A small
+classical *transcription-factor* network (Linear -> GELU -> Linear -> sigmoid) reads each
+token's context and emits a *mark* m ∈ [0, 1] per gate (and, optionally, an angle offset
+δ); the gate runs with the effective angle m·θ + δ. A mark of 0 silences its gate (a
+rotation by 0 is the identity). The *expression ratio* is the fraction of a token's gates
+whose mark exceeds ``threshold``; a penalty (mean mark - target)² steers it toward the
+target set in ``config.Regulation``.
+
+Hard marks (``hard=True``) make the gating exact: a gate is on (angle θ + δ) or off
+(angle exactly 0, no gradient); the transcription factor still learns through the
+expressed gates by the straight-through estimator. On the Aer engine the silenced angles
+are then not shifted, so circuits per token fall with the expression ratio.
+
+Per-token marks reach the circuit as circuit *inputs* (angles, marks, offsets): the
+executor contract (weights per copy) and every backend work unchanged, in ONE batched
+execution per forward.
+
+Named *mark sets* are static logits per gate added to the transcription factor's logits:
+learn one per task with the genome frozen (:func:`freeze_genome`), switch among them
+(:func:`use_marks`) and erase them (:func:`erase_marks`) to get the base model back bit
+for bit.
+
+Example:
+    >>> import torch
+    >>> from qepi.config import Circuit, Regulation
+    >>> core = EpigeneticMap(Circuit(n_qubits=2, n_layers=1), regulation=Regulation(hard=True))
+    >>> core(torch.rand(5, 1, 2)).shape  # angles (N, K, n_qubits) -> <Z> (N, K, n_qubits)
+    torch.Size([5, 1, 2])
+    >>> core.last_expressed.shape, core.n_marks  # one mark per gate angle: 1 layer x 2 wires x 3
+    (torch.Size([5, 1, 6]), 6)
+    >>> 0.0 <= core.expression_ratio() <= 1.0
+    True
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from qepi.circuits import build_circuit
+from qepi.config import Backend, Circuit, Regulation
+from qepi.errors import UserError
+from qepi.layers.attention import _Attention
+from qepi.layers.embedding import _Embedding
+from qepi.layers.feature_maps import ClassicalMap
+from qepi.layers.quantum_layer import QuantumLayer
+
+KINDS = ("epigenetic", "experts")
+OFFSET_SCALE = math.pi  # offsets δ = π·tanh(·) lie in (-π, π)
+INITIAL_LOGIT = 3.0  # marks start near sigmoid(3) ≈ 0.95: every gate expressed
+
+
+def epigenetic_qfunc(qfunc, n_qubits: int, shape: tuple[int, ...], offsets: bool):
+    """Wrap ``qfunc(angles, weights)`` into ``circuit(inputs, weights)`` with
+    inputs = [angles (n_qubits), marks (P), offsets (P, if ``offsets``)] per row, running
+    ``qfunc(angles, weights * marks + offsets)`` (P = prod(shape)).
+
+    >>> import pennylane as qml, torch
+    >>> spec = build_circuit(Circuit(n_qubits=1, n_layers=1, ansatz="basic_entangler"))
+    >>> wrapped = epigenetic_qfunc(spec.qfunc, 1, (1, 1, 1), offsets=False)
+    >>> tape = qml.tape.make_qscript(wrapped)(torch.tensor([0.1, 0.5]), torch.full((1, 1, 1), 2.0))
+    >>> [(op.name, round(float(op.parameters[0]), 3)) for op in tape.operations]
+    [('RY', 0.1), ('RX', 1.0)]
+    """
+    n_marks = math.prod(shape)
+    width = n_qubits + n_marks * (2 if offsets else 1)
+
+    def circuit(inputs, weights):
+        if inputs.shape[-1] != width:
+            raise ValueError(f"epigenetic circuit: expected {width} inputs per row, got {inputs.shape[-1]}")
+        lead = inputs.shape[:-1]
+        marks = inputs[..., n_qubits:n_qubits + n_marks].reshape(*lead, *shape)  # (R, *shape)
+        effective = weights * marks  # weights (*shape) or (R, *shape)
+        if offsets:
+            effective = effective + inputs[..., n_qubits + n_marks:].reshape(*lead, *shape)
+        return qfunc(inputs[..., :n_qubits], effective)
+
+    circuit.__name__ = f"epigenetic_{getattr(qfunc, '__name__', 'circuit')}"
+    return circuit
+
+
+class TranscriptionFactor(nn.Module):
+    """Context (..., d_context) -> marks (..., K, P) in [0, 1] and optional offsets (..., K, P).
+
+    ``forward`` returns ``(scale, offset, soft)``: ``scale`` multiplies the genome (the soft
+    marks, or in hard mode 0/1 with straight-through gradients), ``offset`` is added to the
+    angles (None without offsets) and ``soft`` are the sigmoid marks the penalty reads.
+    An active named mark set adds its static logits before the sigmoid.
+    """
+
+    def __init__(self, d_context: int, copies: int, n_marks: int, regulation: Regulation):
+        super().__init__()
+        if not 0.0 < regulation.threshold < 1.0:
+            raise UserError(f"regulation.threshold: must lie in (0, 1), got {regulation.threshold}")
+        if regulation.tf_hidden < 1:
+            raise UserError(f"regulation.tf_hidden: must be >= 1, got {regulation.tf_hidden}")
+        self.copies, self.n_marks = copies, n_marks
+        self.offsets, self.hard, self.threshold = regulation.offsets, regulation.hard, regulation.threshold
+        self.width = n_marks * (2 if self.offsets else 1)  # logits per copy
+        self.net = nn.Sequential(
+            nn.Linear(d_context, regulation.tf_hidden), nn.GELU(),
+            nn.Linear(regulation.tf_hidden, copies * self.width),
+        )
+        last = self.net[-1]
+        with torch.no_grad():
+            last.weight.mul_(0.1)  # near-constant marks at the start ...
+            bias = last.bias.view(copies, self.width)
+            bias[:, :n_marks] = INITIAL_LOGIT  # ... with every gate expressed
+            bias[:, n_marks:] = 0.0  # and no offsets
+        self.mark_sets = nn.ParameterDict()  # name -> static logits (K, width)
+        self.active: str | None = None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a checkpoint's mark sets are made here, so a rebuilt model loads them
+        head = f"{prefix}mark_sets."
+        for key, value in state_dict.items():
+            name = key[len(head):] if key.startswith(head) else None
+            if name and name not in self.mark_sets:
+                self.mark_sets[name] = nn.Parameter(torch.zeros_like(value))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, context: torch.Tensor):
+        logits = self.net(context).unflatten(-1, (self.copies, self.width))  # (..., K, width)
+        if self.active is not None:
+            logits = logits + self.mark_sets[self.active]
+        soft = torch.sigmoid(logits[..., :self.n_marks])  # (..., K, P)
+        offset = OFFSET_SCALE * torch.tanh(logits[..., self.n_marks:]) if self.offsets else None
+        if not self.hard:
+            return soft, offset, soft
+        on = (soft > self.threshold).to(soft.dtype)  # (..., K, P) 0/1, no gradient
+        scale = on * (1.0 + soft - soft.detach())  # value 0/1; expressed gates pass d/dsoft
+        return scale, None if offset is None else on * offset, soft
+
+
+class _Regulated(nn.Module):
+    """Shared bookkeeping: the transcription factor, the penalty and the expression ratio."""
+
+    def __init__(self, regulation: Regulation, d_context: int, copies: int, n_marks: int):
+        super().__init__()
+        if not 0.0 <= regulation.target <= 1.0:
+            raise UserError(f"regulation.target: must lie in [0, 1], got {regulation.target}")
+        self.regulation = regulation
+        self.copies, self.n_marks = copies, n_marks
+        self.tf = TranscriptionFactor(d_context, copies, n_marks, regulation)
+        self.last_marks: torch.Tensor | None = None  # (..., K, P) marks of the latest forward
+        self.last_expressed: torch.Tensor | None = None  # (..., K, P) bool, detached
+
+    def _marks(self, angles: torch.Tensor, context: torch.Tensor | None):
+        context = angles.flatten(-2) if context is None else context  # (..., d_context)
+        scale, offset, soft = self.tf(context.to(self.tf.net[0].weight.dtype))
+        self.last_expressed = (soft > self.regulation.threshold).detach()
+        # hard marks: the penalty reads the expression itself (0/1 values, soft gradients)
+        self.last_marks = soft if not self.regulation.hard else (
+            self.last_expressed.to(soft.dtype) + soft - soft.detach())
+        return scale, offset
+
+    def regularization_loss(self) -> torch.Tensor:
+        """penalty · (mean mark of the latest forward - target)²; with hard marks the mean
+        mark is the expression ratio (its gradient flows to the soft marks)."""
+        if self.last_marks is None:
+            return torch.zeros(())
+        r = self.regulation
+        return r.penalty * (self.last_marks.mean() - r.target) ** 2
+
+    def expression_ratio(self) -> float:
+        """Fraction of gates expressed (mark > threshold), averaged over the latest tokens."""
+        if self.last_expressed is None:
+            raise UserError("expression_ratio: run a forward pass first")
+        return self.last_expressed.float().mean().item()
+
+    def expression_per_token(self) -> torch.Tensor:
+        """Fraction of each token's gates expressed in the latest forward: (...,)."""
+        return self.last_expressed.float().mean(dim=(-2, -1))
+
+    def report(self) -> dict[str, float]:
+        """Expression ratio and expressed genome parameters per token (all copies)."""
+        ratio = self.expression_ratio()
+        return {"expression_ratio": ratio, "params_per_token": self.copies * self.n_marks,
+                "expressed_params_per_token": ratio * self.copies * self.n_marks}
+
+
+class EpigeneticMap(_Regulated):
+    """K copies of the configured circuit with context-gated gates (a drop-in for CircuitMap).
+
+    ``forward(angles, context=None)``: angles (..., K, n_qubits) -> ⟨Z_i⟩ (..., K, n_qubits).
+    The transcription factor reads ``context`` (..., d_context), by default the token's
+    angles of every copy (d_context = K·n_qubits). On the aer backend with hard marks the
+    silenced gate angles are not shifted.
+    """
+
+    def __init__(self, circuit: Circuit, backend: Backend = Backend(), copies: int = 1,
+                 regulation: Regulation = Regulation(), d_context: int | None = None, seed: int = 0):
+        spec = build_circuit(circuit)
+        shape = spec.weight_shapes["weights"]
+        n = spec.n_qubits
+        super().__init__(regulation, d_context or copies * n, copies, math.prod(shape))
+        self.n_inputs = self.n_outputs = spec.n_outputs
+        self.shape = shape
+        self.layer = QuantumLayer(
+            epigenetic_qfunc(spec.qfunc, n, shape, regulation.offsets), spec.weight_shapes,
+            n_qubits=n, backend=backend, copies=copies, seed=seed,
+        )
+        self._angle_marks: torch.Tensor | None = None  # (P_traced, P) bool, for the aer engine
+
+    def forward(self, angles: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        scale, offset = self._marks(angles, context)  # (..., K, P) each
+        parts = [angles, scale.to(angles.dtype)] + ([] if offset is None else [offset.to(angles.dtype)])
+        inputs = torch.cat(parts, dim=-1)  # (..., K, n_qubits + P [+ P])
+        shifting = getattr(self.layer.executor, "shifting", None)
+        if self.regulation.hard and shifting is not None and torch.is_grad_enabled():
+            with shifting(self.shift_mask(self.last_expressed, angles.requires_grad)):
+                return self._run(inputs)
+        return self._run(inputs)
+
+    def _run(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.copies == 1:
+            return self.layer(inputs.squeeze(-2)).unsqueeze(-2)
+        return self.layer(inputs)
+
+    def angle_marks(self) -> torch.Tensor:
+        """(P_traced, P) bool: which marks each angle of the engine's traced circuit depends on
+        (found once by differentiating a probe trace)."""
+        if self._angle_marks is None:
+            n, p = self.layer.n_qubits, self.n_marks
+            marks = torch.linspace(0.5, 1.5, p, dtype=torch.float64).view(1, 1, p).requires_grad_()
+            extra = [torch.full((1, 1, p), 0.1, dtype=torch.float64)] if self.regulation.offsets else []
+            inputs = torch.cat([torch.full((1, 1, n), 0.3, dtype=torch.float64), marks, *extra], -1)
+            weights = {"weights": torch.linspace(0.7, 1.9, p, dtype=torch.float64).view(1, *self.shape)}
+            angles = self.layer.executor.trace(inputs, weights).angle_matrix()[0]  # (P_traced,)
+            rows = []
+            for a in angles:
+                (grad,) = torch.autograd.grad(a, marks, retain_graph=True, allow_unused=True)
+                rows.append(torch.zeros(p, dtype=torch.bool) if grad is None else grad.flatten() != 0)
+            self._angle_marks = torch.stack(rows)
+        return self._angle_marks
+
+    def shift_mask(self, expressed: torch.Tensor, angles_need_grad: bool = True) -> torch.Tensor:
+        """Expressed marks (..., K, P) -> the engine's shift mask (N, K, P_traced): a gate angle
+        is shifted when a mark it depends on is expressed; an angle that depends on no mark
+        (the encoding) when ``angles_need_grad``."""
+        depends = self.angle_marks().to(torch.float64)  # (P_traced, P)
+        rows = expressed.reshape(-1, self.copies, self.n_marks).to(torch.float64)  # (N, K, P)
+        return (rows @ depends.T > 0) | ((depends.sum(-1) == 0) & angles_need_grad)  # (N, K, P_traced)
+
+
+class ClassicalEpigeneticMap(_Regulated):
+    """The classical twin of :class:`EpigeneticMap`: the same transcription factor gates the
+    twin's own weights per token, W_eff = m ⊙ W (+ δ), with the same penalty.
+
+    Example:
+        >>> import torch
+        >>> twin = ClassicalEpigeneticMap(Circuit(n_qubits=2), copies=3)
+        >>> twin(torch.rand(4, 5, 3, 2)).shape, twin.n_marks  # one mark per weight (2x2)
+        (torch.Size([4, 5, 3, 2]), 4)
+    """
+
+    def __init__(self, circuit: Circuit, copies: int = 1, regulation: Regulation = Regulation(),
+                 d_context: int | None = None, match_params: bool = False):
+        twin = ClassicalMap(circuit, copies=copies, match_params=match_params)
+        n_marks = sum(w[0].numel() for w in twin.weights)
+        super().__init__(regulation, d_context or copies * circuit.n_qubits, copies, n_marks)
+        self.n_inputs = self.n_outputs = circuit.n_qubits
+        self.twin = twin
+
+    def forward(self, angles: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        scale, offset = self._marks(angles, context)  # (..., K, P)
+        x, start = angles, 0  # (..., K, n_qubits)
+        for w, b in zip(self.twin.weights, self.twin.biases):
+            size = w[0].numel()
+            gate = scale[..., start:start + size].unflatten(-1, w.shape[1:])  # (..., K, in, out)
+            w_eff = w * gate
+            if offset is not None:
+                w_eff = w_eff + offset[..., start:start + size].unflatten(-1, w.shape[1:])
+            x = torch.tanh(torch.einsum("...ki,...kio->...ko", x, w_eff) + b)  # (..., K, out)
+            start += size
+        return x
+
+
+def regulated_core(kind: str, quantum: bool, circuit: Circuit, backend: Backend,
+                   regulation: Regulation, copies: int, match_params: bool = False, seed: int = 0):
+    """The regulated core of ``kind`` (epigenetic | experts), quantum or its classical twin."""
+    from qepi.layers.experts import ClassicalExpertsMap, ExpertsMap
+
+    if kind == "epigenetic":
+        if quantum:
+            return EpigeneticMap(circuit, backend, copies, regulation, seed=seed)
+        return ClassicalEpigeneticMap(circuit, copies, regulation, match_params=match_params)
+    if kind == "experts":
+        if quantum:
+            return ExpertsMap(circuit, backend, copies, regulation, seed=seed)
+        return ClassicalExpertsMap(circuit, copies, regulation, match_params=match_params)
+    raise UserError(f"unknown regulation {kind!r} (known: {', '.join(KINDS)})")
+
+
+class RegulatedEmbedding(_Embedding):
+    """A quantum (or classical twin) embedding whose core is regulated (epigenetic | experts).
+
+    Example:
+        >>> import torch
+        >>> emb = RegulatedEmbedding(8, Circuit(n_qubits=2, n_layers=1), kind="epigenetic", vocab_size=4)
+        >>> emb(torch.randint(0, 4, (2, 5))).shape
+        torch.Size([2, 5, 8])
+    """
+
+    def __init__(self, d_model: int, circuit: Circuit = Circuit(), backend: Backend = Backend(),
+                 regulation: Regulation = Regulation(), kind: str = "epigenetic", quantum: bool = True,
+                 vocab_size: int | None = None, n_features: int | None = None,
+                 match_params: bool = False, seed: int = 0):
+        core = regulated_core(kind, quantum, circuit, backend, regulation, 1, match_params, seed)
+        super().__init__(core, d_model, circuit.n_qubits, vocab_size, n_features)
+
+
+class RegulatedAttention(_Attention):
+    """Multi-head attention whose Q, K, V cores (quantum or twin) are regulated.
+
+    The transcription factor (or router) reads the token's angles of every copy, a linear
+    function of the token's attention input.
+
+    Example:
+        >>> import torch
+        >>> attn = RegulatedAttention(8, 2, Circuit(n_qubits=2, n_layers=1), kind="experts", quantum=False)
+        >>> attn(torch.rand(3, 5, 8)).shape
+        torch.Size([3, 5, 8])
+    """
+
+    def __init__(self, d_model: int, n_heads: int = 1, circuit: Circuit = Circuit(),
+                 backend: Backend = Backend(), regulation: Regulation = Regulation(),
+                 kind: str = "epigenetic", quantum: bool = True, style: str = "qkv",
+                 causal: bool = False, match_params: bool = False, seed: int = 0):
+        core = regulated_core(kind, quantum, circuit, backend, regulation, 3 * n_heads, match_params, seed)
+        super().__init__(core, d_model, n_heads, circuit.n_qubits, style, causal)
+
+
+# ---------------------------------------------------------------- model-level helpers
+def regulated_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """Every regulated core in ``model`` by its module name."""
+    from qepi.layers.experts import _Routed
+
+    return {name: m for name, m in model.named_modules() if isinstance(m, (_Regulated, _Routed))}
+
+
+def regularization_loss(model: nn.Module) -> torch.Tensor:
+    """Sum of the regulation losses (expression penalty, load balancing) of the latest forward."""
+    losses = [m.regularization_loss() for m in regulated_modules(model).values()]
+    return torch.stack(losses).sum() if losses else torch.zeros(())
+
+
+def regulation_report(model: nn.Module) -> dict[str, dict[str, float]]:
+    """Per regulated module of the latest forward: expression ratio (or k/E) and parameters
+    per token, expressed (or active) and in all."""
+    return {name: m.report() for name, m in regulated_modules(model).items()}
+
+
+def _factors(model: nn.Module) -> list[TranscriptionFactor]:
+    factors = [m for m in model.modules() if isinstance(m, TranscriptionFactor)]
+    if not factors:
+        raise UserError("the model has no epigenetic layer (set regulation.embedding or regulation.attention)")
+    return factors
+
+
+def mark_sets(model: nn.Module) -> list[str]:
+    """Names of the mark sets the model holds."""
+    return list(_factors(model)[0].mark_sets)
+
+
+def add_mark_set(model: nn.Module, name: str) -> None:
+    """Add an all-zero mark set ``name`` to every transcription factor and make it active."""
+    for tf in _factors(model):
+        if name in tf.mark_sets:
+            raise UserError(f"mark set {name!r} exists already")
+        ref = tf.net[-1].weight
+        tf.mark_sets[name] = nn.Parameter(torch.zeros(tf.copies, tf.width, dtype=ref.dtype, device=ref.device))
+    use_marks(model, name)
+
+
+def use_marks(model: nn.Module, name: str | None) -> None:
+    """Switch to mark set ``name`` (None: the base model)."""
+    for tf in _factors(model):
+        if name is not None and name not in tf.mark_sets:
+            raise UserError(f"no mark set {name!r} (known: {', '.join(tf.mark_sets) or 'none'})")
+        tf.active = name
+
+
+def erase_marks(model: nn.Module, name: str) -> None:
+    """Remove mark set ``name``; if it was active the model is the base model again."""
+    for tf in _factors(model):
+        if name not in tf.mark_sets:
+            raise UserError(f"no mark set {name!r} to erase")
+        del tf.mark_sets[name]
+        if tf.active == name:
+            tf.active = None
+
+
+def freeze_genome(model: nn.Module, name: str) -> int:
+    """Make mark set ``name`` the only trainable parameters; returns their count."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    count = 0
+    for tf in _factors(model):
+        if name not in tf.mark_sets:
+            raise UserError(f"no mark set {name!r} to train")
+        tf.mark_sets[name].requires_grad_(True)
+        count += tf.mark_sets[name].numel()
+    return count
+
+
+__all__ = [
+    "ClassicalEpigeneticMap",
+    "EpigeneticMap",
+    "RegulatedAttention",
+    "RegulatedEmbedding",
+    "TranscriptionFactor",
+    "add_mark_set",
+    "epigenetic_qfunc",
+    "erase_marks",
+    "freeze_genome",
+    "mark_sets",
+    "regularization_loss",
+    "regulated_core",
+    "regulated_modules",
+    "regulation_report",
+    "use_marks",
+]
