@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from qepi.config import Backend
+from qepi.errors import UserError
 
 BACKEND_NAMES = ("default.qubit", "lightning.qubit", "exact", "aer")
 
@@ -68,11 +69,6 @@ class PennyLaneExecutor:
     def __init__(self, qfunc: Callable, n_qubits: int, backend: Backend, diff_method: str):
         import pennylane as qml
 
-        if backend.shots:
-            raise ValueError(
-                f"backend.shots={backend.shots}: {backend.name} runs exact expectation values "
-                f"here; use backend.name='aer' for shot-based estimates"
-            )
         self.backend = backend
         self.stats = ExecutionStats()
         self.device = qml.device(backend.name, wires=n_qubits)
@@ -94,12 +90,70 @@ class PennyLaneExecutor:
         return values.reshape(n, k, -1).to(inputs.dtype)
 
 
+def state_bytes(n_qubits: int, backend: Backend) -> int:
+    """Bytes of the simulator state one circuit row needs: a complex statevector of 2ⁿ
+    amplitudes, or a 4ⁿ density matrix for Aer with gate noise.
+
+    >>> state_bytes(10, Backend(name="default.qubit")), state_bytes(10, Backend(name="exact", dtype="float32"))
+    (16384, 8192)
+    >>> state_bytes(10, Backend(name="aer", noise="depolarizing", depolarizing_1q=0.01))
+    16777216
+    """
+    per_amplitude = 8 if backend.name == "exact" and backend.dtype == "float32" else 16
+    noisy = backend.name == "aer" and (
+        backend.noise.startswith("Fake")
+        or (backend.noise == "depolarizing" and (backend.depolarizing_1q or backend.depolarizing_2q))
+    )
+    return per_amplitude * (4 if noisy else 2) ** n_qubits
+
+
+def check_backend(backend: Backend, n_qubits: int) -> None:
+    """Raise a UserError naming the first problem of running ``n_qubits`` wires on ``backend``:
+    an unknown name, shots on an exact backend (adjoint differentiation on lightning.qubit
+    included), a bad option of the aer or exact backend, an unknown fake IBM backend, or a
+    state larger than the memory available now. Nothing is simulated.
+
+    >>> check_backend(Backend(name="lightning.qubit", shots=100), 2)
+    Traceback (most recent call last):
+    ...
+    qepi.errors.UserError: backend.shots=100: lightning.qubit (adjoint differentiation) computes exact expectation values; use backend.name='aer' for shots
+    """
+    import psutil
+
+    if backend.name not in BACKEND_NAMES:
+        raise UserError(f"backend.name: unknown backend {backend.name!r} (known: {', '.join(BACKEND_NAMES)})")
+    if backend.shots and backend.name != "aer":
+        how = {"default.qubit": " (backprop)", "lightning.qubit": " (adjoint differentiation)"}
+        raise UserError(f"backend.shots={backend.shots}: {backend.name}{how.get(backend.name, '')} "
+                        f"computes exact expectation values; use backend.name='aer' for shots")
+    if backend.name == "aer":
+        from qepi.backends.aer import check_backend as check_aer, fake_backend_class
+
+        check_aer(backend)
+        if backend.noise.startswith("Fake"):
+            fake_backend_class(backend.noise)
+    if backend.name == "exact":
+        from qepi.backends.exact import check_backend as check_exact
+
+        check_exact(backend)
+    if n_qubits < 1:
+        raise UserError(f"circuit.n_qubits must be >= 1, got {n_qubits}")
+    need, available = state_bytes(n_qubits, backend), psutil.virtual_memory().available
+    if need > available:
+        kind = "density matrix" if need > 16 * 2**n_qubits else "statevector"
+        raise UserError(f"circuit.n_qubits={n_qubits}: one {kind} on {backend.name} needs "
+                        f"{need / 2**30:,.1f} GiB, more than the {available / 2**30:,.1f} GiB "
+                        f"of memory available")
+
+
 def make_executor(
     qfunc: Callable, n_qubits: int, backend: Backend | str = "default.qubit", seed: int = 0
 ) -> Callable[[torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]:
-    """Build the executor for ``qfunc`` on ``n_qubits`` wires and the chosen backend."""
+    """Build the executor for ``qfunc`` on ``n_qubits`` wires and the chosen backend
+    (after :func:`check_backend`)."""
     if isinstance(backend, str):
         backend = Backend(name=backend)
+    check_backend(backend, n_qubits)
     if backend.name == "default.qubit":
         return PennyLaneExecutor(qfunc, n_qubits, backend, diff_method="backprop")
     if backend.name == "lightning.qubit":
@@ -108,11 +162,10 @@ def make_executor(
         from qepi.backends.exact import ExactExecutor
 
         return ExactExecutor(qfunc, n_qubits, backend)
-    if backend.name == "aer":
-        from qepi.backends.aer import AerExecutor
+    from qepi.backends.aer import AerExecutor  # the last name check_backend lets through
 
-        return AerExecutor(qfunc, n_qubits, backend, seed=seed)
-    raise ValueError(f"unknown backend {backend.name!r} (known: {', '.join(BACKEND_NAMES)})")
+    return AerExecutor(qfunc, n_qubits, backend, seed=seed)
 
 
-__all__ = ["BACKEND_NAMES", "ExecutionStats", "broadcast_weights", "make_executor"]
+__all__ = ["BACKEND_NAMES", "ExecutionStats", "broadcast_weights", "check_backend", "make_executor",
+           "state_bytes"]

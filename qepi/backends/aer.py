@@ -99,8 +99,8 @@ def check_backend(backend: Backend) -> None:
         )
 
 
-def fake_backend(name: str):
-    """The fake IBM backend ``name`` from ``qiskit_ibm_runtime.fake_provider``."""
+def fake_backend_class(name: str) -> type:
+    """The class of the fake IBM backend ``name`` in ``qiskit_ibm_runtime.fake_provider``."""
     try:
         from qiskit_ibm_runtime import fake_provider
     except ImportError:  # pragma: no cover - depends on the install
@@ -110,7 +110,12 @@ def fake_backend(name: str):
     cls = getattr(fake_provider, name, None)
     if cls is None or not isinstance(cls, type):
         raise UserError(f"backend.noise={name!r}: no such fake backend in qiskit_ibm_runtime")
-    return cls()
+    return cls
+
+
+def fake_backend(name: str):
+    """The fake IBM backend ``name`` from ``qiskit_ibm_runtime.fake_provider``."""
+    return fake_backend_class(name)()
 
 
 def _qwc_groups(words: list[str]) -> list[list[int]]:
@@ -513,4 +518,5 @@ class AerExecutor:
         return values, jacobian
 
 
-__all__ = ["AerExecutor", "check_backend", "fake_backend", "row_keys", "shifted_rows"]
+__all__ = ["AerExecutor", "check_backend", "fake_backend", "fake_backend_class", "row_keys",
+           "shifted_rows"]

@@ -593,6 +593,21 @@ class _Values(dict):
         return torch.stack(torch.broadcast_tensors(*[self[s] for s in slots]), 1)
 
 
+def check_backend(backend: Backend) -> None:
+    """Raise UserError naming the first unusable ``backend`` value for the exact backend."""
+    if backend.shots:
+        raise UserError(
+            f"backend.shots={backend.shots}: the exact backend computes exact expectation "
+            f"values; use backend.name='aer' for shot-based estimates")
+    if backend.dtype not in ("float64", "float32"):
+        raise UserError(f"backend.dtype: expected float64 or float32, got {backend.dtype!r}")
+    requested = getattr(backend, "strategy", "auto")
+    if requested not in STRATEGIES:
+        raise UserError(
+            f"backend.strategy: unknown strategy {requested!r} "
+            f"(known: {', '.join(STRATEGIES)})")
+
+
 class ExactExecutor:
     """Evaluates K copies of a circuit on N rows with qepi's compiled torch simulator.
 
@@ -615,17 +630,8 @@ class ExactExecutor:
     """
 
     def __init__(self, qfunc: Callable, n_qubits: int, backend: Backend = Backend(name="exact")):
-        if backend.shots:
-            raise UserError(
-                f"backend.shots={backend.shots}: the exact backend computes exact expectation "
-                f"values; use backend.name='aer' for shot-based estimates")
-        if backend.dtype not in ("float64", "float32"):
-            raise UserError(f"backend.dtype: expected float64 or float32, got {backend.dtype!r}")
+        check_backend(backend)
         requested = getattr(backend, "strategy", "auto")
-        if requested not in STRATEGIES:
-            raise UserError(
-                f"backend.strategy: unknown strategy {requested!r} "
-                f"(known: {', '.join(STRATEGIES)})")
         self.qfunc = qfunc
         self.n_qubits = n_qubits
         self.backend = backend

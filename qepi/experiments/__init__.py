@@ -1,11 +1,11 @@
 """Experiments: one run (:func:`run`, :func:`resume`), the three-way comparison over seeds
-(:func:`compare`), grid sweeps on Ray (:func:`sweep`), and reports rendered from saved metrics (:func:`render`)."""
+(:func:`compare`), grid sweeps on Ray (:mod:`qepi.experiments.sweep`), and reports
+rendered from saved metrics (:func:`render`)."""
 
 from qepi.experiments.compare import VARIANTS, compare, summarize, variant_configs
 from qepi.experiments.report import format_table, render
 from qepi.experiments.runner import RunResult, default_run_dir, model_kind, resume, run
 from qepi.experiments.stats import mean_ci, paired_test
-from qepi.experiments.sweep import parse_grid, sweep
 
 __all__ = [
     "VARIANTS",
@@ -16,11 +16,9 @@ __all__ = [
     "mean_ci",
     "model_kind",
     "paired_test",
-    "parse_grid",
     "render",
     "resume",
     "run",
     "summarize",
-    "sweep",
     "variant_configs",
 ]

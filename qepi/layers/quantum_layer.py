@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from qepi.backends import make_executor
+from qepi.backends import check_backend, make_executor
 from qepi.config import Backend
 
 
@@ -72,6 +72,7 @@ class QuantumLayer(nn.Module):
         self.qfunc = qfunc
         self.n_qubits = n_qubits
         self.backend = Backend(name=backend) if isinstance(backend, str) else backend
+        check_backend(self.backend, n_qubits)  # fail when the model is built, before any run
         self.copies = copies
         self.seed = seed
         self.weight_shapes = {
@@ -93,7 +94,9 @@ class QuantumLayer(nn.Module):
 
     def set_backend(self, backend: Backend | str) -> None:
         """Move the layer to another backend; the weights stay as they are."""
-        self.backend = Backend(name=backend) if isinstance(backend, str) else backend
+        backend = Backend(name=backend) if isinstance(backend, str) else backend
+        check_backend(backend, self.n_qubits)
+        self.backend = backend
         self._executor = None
 
     def __getstate__(self):
