@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q qepi tests
 
 demo: $(STAMP)
-	$(VENV)/bin/qepi compare configs/demo.toml --seeds 2 --out runs/demo --overwrite
+	$(VENV)/bin/qepi compare configs/demo.toml --seeds 3 --out runs/demo --overwrite
 
 # The PennyLane baseline of `qepi bench aer` needs the pennylane-qiskit plugin, whose
 # releases pin older Qiskit than qepi; it runs with ours when installed without its pins.
