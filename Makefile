@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: $(STAMP)
 	$(PY) -m pytest -q qepi tests
+	$(PY) -m pytest -q --nbmake notebooks
 
 demo: $(STAMP)
 	$(VENV)/bin/qepi compare configs/demo.toml --seeds 3 --out runs/demo --overwrite

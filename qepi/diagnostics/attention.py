@@ -47,10 +47,7 @@ def plot_attention(models: dict[str, nn.Module], x: torch.Tensor, path: str | Pa
 
     ``tokens[i]`` labels the axes of input ``i``; ``titles[i]`` names the row (e.g. its label).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from qepi.plotting import subplots
 
     columns = []  # (model label, layer name, head, maps)
     for label, model in models.items():
@@ -59,7 +56,7 @@ def plot_attention(models: dict[str, nn.Module], x: torch.Tensor, path: str | Pa
     if not columns:
         raise ValueError("none of the models has an attention layer")
     n_rows, n_cols = x.shape[0], len(columns)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.6 * n_cols + 0.8, 2.6 * n_rows), squeeze=False,
+    fig, axes = subplots(n_rows, n_cols, figsize=(2.6 * n_cols + 0.8, 2.6 * n_rows), squeeze=False,
                              layout="constrained")
     for i in range(n_rows):
         t = int(mask[i].sum()) if mask is not None else x.shape[1]
@@ -84,7 +81,6 @@ def plot_attention(models: dict[str, nn.Module], x: torch.Tensor, path: str | Pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

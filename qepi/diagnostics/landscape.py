@@ -103,12 +103,9 @@ def loss_landscape(model: nn.Module, batch, loss_fn: Callable = nn.functional.cr
 
 def plot_landscapes(landscapes: dict[str, Landscape], path: str | Path, levels: int = 20) -> Path:
     """Contour plots of several landscapes side by side (e.g. quantum beside classical)."""
-    import matplotlib
+    from qepi.plotting import subplots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(landscapes), figsize=(4.5 * len(landscapes), 4), squeeze=False)
+    fig, axes = subplots(1, len(landscapes), figsize=(4.5 * len(landscapes), 4), squeeze=False)
     for ax, (name, land) in zip(axes[0], landscapes.items()):
         contour = ax.contourf(land.betas, land.alphas, land.losses, levels=levels, cmap="viridis")
         ax.contour(land.betas, land.alphas, land.losses, levels=levels, colors="k", linewidths=0.3)
@@ -120,7 +117,6 @@ def plot_landscapes(landscapes: dict[str, Landscape], path: str | Path, levels: 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

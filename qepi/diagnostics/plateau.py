@@ -132,12 +132,9 @@ def plateau_curve(ansatz: str | Ansatz, qubits, layers, n_samples: int = 200,
 
 def plot_plateau(result: PlateauResult, path: str | Path) -> Path:
     """Save the barren-plateau curve: Var against qubits (one line per depth, fitted dashed)."""
-    import matplotlib
+    from qepi.plotting import subplots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = subplots(1, 2, figsize=(10, 4))
     n = np.asarray(result.qubits)
     for d, row in zip(result.layers, result.variances):
         (line,) = axes[0].semilogy(n, row, "o-", label=f"L={d}")
@@ -156,7 +153,6 @@ def plot_plateau(result: PlateauResult, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

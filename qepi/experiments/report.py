@@ -34,15 +34,6 @@ def to_json(value: Any, indent: int | None = 2) -> str:
     return json.dumps(clean(value), indent=indent)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def epoch_curves(records: list[dict[str, Any]]) -> dict[str, dict[int, float]]:
     """Per-epoch mean train loss / acc and dev loss / acc from metrics records.
 
@@ -73,8 +64,9 @@ def _mean_curve(curves: list[dict[int, float]]) -> tuple[list[int], list[float]]
 
 def plot_learning_curves(path: Path, runs: dict[str, list[Path]], labels: dict[str, str]) -> None:
     """Train loss and dev accuracy per epoch (mean over seeds) of every model, one figure."""
-    plt = _pyplot()
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    from qepi.plotting import subplots
+
+    fig, (ax_loss, ax_acc) = subplots(1, 2, figsize=(10, 4))
     for variant, dirs in runs.items():
         curves = [epoch_curves(read_metrics(d / "metrics.jsonl")) for d in dirs]
         color = COLORS.get(variant)
@@ -91,14 +83,14 @@ def plot_learning_curves(path: Path, runs: dict[str, list[Path]], labels: dict[s
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_accuracy_vs_params(path: Path, comparison: dict[str, Any]) -> None:
     """Test accuracy against parameter count: each seed as a faint dot, the mean with its
     95% CI as a bar (clipped to [0, 1])."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    from qepi.plotting import subplots
+
+    fig, ax = subplots(figsize=(5.5, 4))
     for variant, m in comparison["models"].items():
         color, mean, ci = COLORS.get(variant), m["test_acc"]["mean"], m["test_acc"]["ci"]
         per_seed = m["per_seed"]["test_acc"]
@@ -113,7 +105,6 @@ def plot_accuracy_vs_params(path: Path, comparison: dict[str, Any]) -> None:
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _pm(stat: dict[str, float]) -> str:

@@ -573,11 +573,11 @@ def format_table(agg: dict[str, Any]) -> str:
 
 
 def _plot_accuracy(path: Path, agg: dict[str, Any]) -> None:
-    from qepi.experiments.report import COLORS, _pyplot
+    from qepi.experiments.report import COLORS
+    from qepi.plotting import subplots
 
-    plt = _pyplot()
     points = agg["points"]
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(points) + 2), 4.5))
+    fig, ax = subplots(figsize=(max(5.0, 1.2 * len(points) + 2), 4.5))
     for i, p in enumerate(points):
         ci = p["test_acc"]["ci"]
         ax.errorbar(i, p["test_acc"]["mean"], yerr=0 if math.isnan(ci) else ci, fmt="o", capsize=4,
@@ -592,7 +592,6 @@ def _plot_accuracy(path: Path, agg: dict[str, Any]) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def render_sweep_report(out: str | Path, agg: dict[str, Any]) -> Path:

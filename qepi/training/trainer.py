@@ -274,7 +274,7 @@ class Trainer:
         metrics, circuits, shots and wall_time_s. With ``train.patience > 0`` the final
         weights are those of the best dev epoch.
         """
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # the text bar: works in terminals and notebooks alike
 
         t = self.cfg.train
         if t.threads > 0:
