@@ -37,9 +37,16 @@ class InputSpec:
     n_features: int = 0  # > 0 for feature vectors (B, T, F)
 
 
-def _check_kind(key: str, value: str) -> None:
-    if value not in KINDS:
-        raise ValueError(f"{key}: unknown layer kind {value!r} (known: {', '.join(KINDS)})")
+def _layer_class(key: str, kind: str, regulation, regulation_kind: str,
+                 quantum_cls: type, classical_cls: type, regulated_cls: type) -> tuple[type, dict]:
+    """The class of a ``kind`` (quantum | classical) layer and its extra arguments. A regulated
+    layer wraps either kind, so a quantum layer and its twin get the same regulation."""
+    if kind not in KINDS:
+        raise ValueError(f"{key}: unknown layer kind {kind!r} (known: {', '.join(KINDS)})")
+    if regulation_kind:
+        return regulated_cls, dict(regulation=regulation, kind=regulation_kind,
+                                   quantum=kind == "quantum")
+    return (quantum_cls if kind == "quantum" else classical_cls), {}
 
 
 class Block(nn.Module):
@@ -48,13 +55,9 @@ class Block(nn.Module):
     def __init__(self, cfg: Config, seed: int):
         super().__init__()
         m = cfg.model
-        _check_kind("model.attention", m.attention)
-        attention_cls = QuantumAttention if m.attention == "quantum" else ClassicalAttention
-        regulated = {}
-        if cfg.regulation.attention:  # the same regulation for a quantum layer and its twin
-            attention_cls = RegulatedAttention
-            regulated = dict(regulation=cfg.regulation, kind=cfg.regulation.attention,
-                             quantum=m.attention == "quantum")
+        attention_cls, regulated = _layer_class(
+            "model.attention", m.attention, cfg.regulation, cfg.regulation.attention,
+            QuantumAttention, ClassicalAttention, RegulatedAttention)
         self.norm1 = nn.LayerNorm(m.d_model)
         self.attention = attention_cls(
             m.d_model, m.n_heads, cfg.circuit, cfg.backend, style=m.attention_style,
@@ -86,16 +89,12 @@ class HybridTransformer(nn.Module):
     def __init__(self, cfg: Config, inputs: InputSpec):
         super().__init__()
         m = cfg.model
-        _check_kind("model.embedding", m.embedding)
         if m.pooling not in ("mean", "first", "last"):
             raise ValueError(f"model.pooling: unknown pooling {m.pooling!r} (mean, first, last)")
         self.cfg, self.inputs = cfg, inputs
-        embedding_cls = QuantumEmbedding if m.embedding == "quantum" else ClassicalEmbedding
-        regulated = {}
-        if cfg.regulation.embedding:  # the same regulation for a quantum layer and its twin
-            embedding_cls = RegulatedEmbedding
-            regulated = dict(regulation=cfg.regulation, kind=cfg.regulation.embedding,
-                             quantum=m.embedding == "quantum")
+        embedding_cls, regulated = _layer_class(
+            "model.embedding", m.embedding, cfg.regulation, cfg.regulation.embedding,
+            QuantumEmbedding, ClassicalEmbedding, RegulatedEmbedding)
         self.embedding = embedding_cls(
             m.d_model, cfg.circuit, cfg.backend,
             vocab_size=inputs.vocab_size or None, n_features=inputs.n_features or None,
