@@ -2,7 +2,8 @@
 
 Prints the resident set size (RSS) after warm-up and at the end, and the growth per
 1000 steps; a leak (e.g. graphs, results or simulator objects kept per step) shows up
-as steady growth.
+as steady growth. Torch runs on ``--threads`` threads (1 by default, as ``train.threads``
+does: intra-op threads cost more than they save on a model this small).
 
     .venv/bin/python benchmarks/long_run.py --steps 10000
 """
@@ -61,7 +62,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10000)
     parser.add_argument("--backends", nargs="+", default=BACKENDS)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch's default)")
     args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     print("| backend | steps | RSS start (MiB) | RSS end (MiB) | growth / 1000 steps | ms/step |")
     print("| --- | --- | --- | --- | --- | --- |")
     results = []

@@ -54,8 +54,14 @@ class CircuitSpec:
 
 def build_circuit(cfg: Circuit) -> CircuitSpec:
     """Encoding (optionally re-uploaded before every layer) + ansatz, measured ⟨Z_i⟩ on every wire."""
-    encode = get_encoding(cfg.encoding)
-    ansatz = get_ansatz(cfg.ansatz)
+    try:
+        encode = get_encoding(cfg.encoding)
+    except ValueError as err:
+        raise ValueError(f"circuit.encoding: {err}") from None
+    try:
+        ansatz = get_ansatz(cfg.ansatz)
+    except ValueError as err:
+        raise ValueError(f"circuit.ansatz: {err}") from None
     if cfg.n_qubits < 1:
         raise ValueError(f"circuit.n_qubits must be >= 1, got {cfg.n_qubits}")
     shape = ansatz.shape(cfg.n_layers, cfg.n_qubits)
