@@ -300,9 +300,10 @@ class Trainer:
                     self.batch_in_epoch = b + 1
                     self._emit("on_step", self.step, metrics)
                     self._log(metrics)
-                    bar.update(1)
                     bar.set_postfix(loss=f"{self._epoch_loss / self._epoch_seen:.3f}",
-                                    acc=f"{self._epoch_correct / self._epoch_seen:.3f}")
+                                    acc=f"{self._epoch_correct / self._epoch_seen:.3f}",
+                                    refresh=False)  # drawn by update(), at most every 0.1 s
+                    bar.update(1)
                     if t.checkpoint_every > 0 and self.step % t.checkpoint_every == 0:
                         self.save_checkpoint()
                 epoch_metrics = self._end_epoch()
