@@ -115,6 +115,7 @@ class Train:
     patience: int = 0  # early stopping on dev accuracy after this many epochs; 0 = off
     checkpoint_every: int = 0  # steps between checkpoints; 0 = end of each epoch only
     tensorboard: bool = False  # also log to TensorBoard (needs the tensorboard extra)
+    diagnostics: bool = False  # log per-layer gradient flow (warns when it vanishes) and entropies
     threads: int = 1  # torch CPU threads while training; 0 = torch's default (small models are fastest on 1)
 
 

@@ -131,6 +131,15 @@ def _finish(run_dir: Path, cfg: Config, model, dataset: Dataset,
     return summary
 
 
+def _with_monitors(cfg: Config, dataset: Dataset, callbacks) -> list:
+    """``callbacks`` plus, with ``train.diagnostics``, the gradient-flow and entropy monitors."""
+    if not cfg.train.diagnostics:
+        return list(callbacks)
+    from qepi.diagnostics import training_monitors
+
+    return [*callbacks, *training_monitors(dataset)]
+
+
 def run(cfg: Config, out: str | Path | None = None, *, warm_start: str | Path | None = None,
         callbacks=(), progress: bool = True, overwrite: bool = False,
         report: bool = True) -> RunResult:
@@ -164,7 +173,8 @@ def run(cfg: Config, out: str | Path | None = None, *, warm_start: str | Path | 
     extra: dict[str, Any] = {}
     if warm_start is not None:
         extra["warm_start"] = _warm_start(model, warm_start)
-    trainer = Trainer(model, cfg, dataset, run_dir=run_dir, callbacks=callbacks, progress=progress)
+    trainer = Trainer(model, cfg, dataset, run_dir=run_dir,
+                      callbacks=_with_monitors(cfg, dataset, callbacks), progress=progress)
     prepare_dir(run_dir, "config.toml", overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.toml", to_toml(cfg))
@@ -188,7 +198,8 @@ def resume(run_dir: str | Path, *, callbacks=(), progress: bool = True,
     state = load_checkpoint(run_dir / "checkpoint.pt")
     dataset = load_dataset(cfg.data, cfg.run.seed)
     model = HybridTransformer(cfg, dataset.spec)
-    trainer = Trainer(model, cfg, dataset, run_dir=run_dir, callbacks=callbacks, progress=progress)
+    trainer = Trainer(model, cfg, dataset, run_dir=run_dir,
+                      callbacks=_with_monitors(cfg, dataset, callbacks), progress=progress)
     trainer.load_state(state)
     fit = trainer.fit()
     summary = _finish(run_dir, cfg, model, dataset, fit, {"resumed_at_step": state["step"]}, report)

@@ -76,6 +76,17 @@ class TestRun:
         test = load_dataset(tiny().data, 0).test
         assert torch.equal(predict(model, test), predict(result.model, test))
 
+    def test_diagnostics_key_logs_gradient_flow_and_entropies_without_changing_training(self, tmp_path):
+        plain = run(tiny(), tmp_path / "plain", progress=False, report=False)
+        watched_cfg = update(tiny(), train={"diagnostics": True})
+        watched = run(watched_cfg, tmp_path / "watched", progress=False, report=False)
+        records = read_metrics(tmp_path / "watched" / "metrics.jsonl")
+        steps = [r for r in records if r["kind"] == "train"]
+        assert all("grad_norm/embedding.core.layer" in r for r in steps)
+        assert [r["epoch"] for r in records if r["kind"] == "entropy"] == [0, 1]
+        for a, b in zip(plain.model.state_dict().values(), watched.model.state_dict().values()):
+            assert torch.equal(a, b)
+
     def test_existing_runs_are_never_overwritten_unasked(self, tmp_path):
         out = tmp_path / "r"
         cfg = update(tiny(), model={"embedding": "classical", "attention": "classical"})
