@@ -87,16 +87,20 @@ def plot_learning_curves(path: Path, runs: dict[str, list[Path]], labels: dict[s
 
 def plot_accuracy_vs_params(path: Path, comparison: dict[str, Any]) -> None:
     """Test accuracy against parameter count: each seed as a faint dot, the mean with its
-    95% CI as a bar (clipped to [0, 1])."""
+    95% CI as a bar (clipped to [0, 1]); models of equal size are drawn slightly apart."""
     from qepi.plotting import subplots
 
     fig, ax = subplots(figsize=(5.5, 4))
-    for variant, m in comparison["models"].items():
+    models = comparison["models"]
+    counts = [m["params"] for m in models.values()]
+    dodge = 0.02 * (max(counts) - min(counts) or max(counts))  # models of equal size side by side
+    for i, (variant, m) in enumerate(models.items()):
         color, mean, ci = COLORS.get(variant), m["test_acc"]["mean"], m["test_acc"]["ci"]
+        x = m["params"] + (i - (len(models) - 1) / 2) * dodge
         per_seed = m["per_seed"]["test_acc"]
-        ax.scatter([m["params"]] * len(per_seed), per_seed, color=color, alpha=0.35, s=14)
+        ax.scatter([x] * len(per_seed), per_seed, color=color, alpha=0.35, s=14)
         low, high = (mean, mean) if math.isnan(ci) else (max(0.0, mean - ci), min(1.0, mean + ci))
-        ax.errorbar(m["params"], mean, yerr=[[mean - low], [high - mean]], fmt="o", capsize=4,
+        ax.errorbar(x, mean, yerr=[[mean - low], [high - mean]], fmt="o", capsize=4,
                     color=color, label=m["label"])
     ax.axhline(comparison["chance_acc"], color="gray", ls="--", lw=1, label="chance (majority)")
     ax.set(xlabel="trainable parameters", ylabel="test accuracy", ylim=(0, 1.02),
