@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (UserError, ValueError, FileNotFoundError, NotImplementedError) as err:
+    except (UserError, ValueError, FileNotFoundError) as err:
         if args.debug:
             raise
         print(f"qepi: error: {err}", file=sys.stderr)
