@@ -1,29 +1,13 @@
 """`qepi train / compare / report`: exit codes, one-line errors, --help everywhere."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from qepi.cli import main
 
-TINY = """
-[circuit]
-n_qubits = 2
-n_layers = 1
-[model]
-d_model = 4
-n_heads = 1
-d_ff = 8
-[data]
-task = "parity"
-seq_len = 3
-n_train = 8
-n_dev = 0
-n_test = 4
-[train]
-epochs = 1
-batch_size = 4
-"""
+TINY = (Path(__file__).parent / "tiny.toml").read_text()  # the smallest config that trains
 
 
 @pytest.fixture

@@ -23,24 +23,7 @@ import torch
 from qepi import config
 from qepi.cli import main
 
-TINY = """
-[circuit]
-n_qubits = 2
-n_layers = 1
-[model]
-d_model = 4
-n_heads = 1
-d_ff = 8
-[data]
-task = "parity"
-seq_len = 3
-n_train = 8
-n_dev = 0
-n_test = 4
-[train]
-epochs = 1
-batch_size = 4
-"""
+TINY = (Path(__file__).parent / "tiny.toml").read_text()  # the smallest config that trains
 
 # 32 steps over 2 epochs, a checkpoint every 3; dropout makes the weights depend on torch's RNG
 KILLED = TINY.replace("d_ff = 8", "d_ff = 8\ndropout = 0.1").replace("n_train = 8", "n_train = 32") \
