@@ -17,7 +17,7 @@ from typing import Any
 from qepi.config import Config, to_dict, to_toml, update
 from qepi.data import load_dataset
 from qepi.errors import UserError
-from qepi.experiments.runner import model_kind, prepare_dir, run
+from qepi.experiments.runner import model_kind, new_run_dir, run
 from qepi.experiments.stats import mean_ci, paired_test
 from qepi.training import atomic_write_text
 
@@ -62,19 +62,19 @@ def compare(cfg: Config, seeds: int = 3, out: str | Path | None = None, *, overw
     configs = variant_configs(cfg)
     load_dataset(cfg.data, cfg.run.seed).check_not_empty()  # bad data fails before writing
     out = Path(out) if out is not None else default_compare_dir(cfg)
-    prepare_dir(out, MANIFEST, overwrite, what="comparison")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.toml", to_toml(cfg))
     seed_list = [cfg.run.seed + i for i in range(seeds)]
-    manifest = {"seeds": seed_list, "runs": {v: [f"{v}-s{s}" for s in seed_list] for v in VARIANTS}}
-    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    for seed in seed_list:
-        for variant in VARIANTS:
-            name = f"{variant}-s{seed}"
-            run(update(configs[variant], run={"seed": seed, "name": name}), out / name,
-                progress=progress, report=False, callbacks=callbacks)
-    comparison = summarize(out)
-    render_compare_report(out, comparison)
+    with new_run_dir(out, MANIFEST, overwrite, what="comparison"):
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.toml", to_toml(cfg))
+        manifest = {"seeds": seed_list, "runs": {v: [f"{v}-s{s}" for s in seed_list] for v in VARIANTS}}
+        atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        for seed in seed_list:
+            for variant in VARIANTS:
+                name = f"{variant}-s{seed}"
+                run(update(configs[variant], run={"seed": seed, "name": name}), out / name,
+                    progress=progress, report=False, callbacks=callbacks)
+        comparison = summarize(out)
+        render_compare_report(out, comparison)
     return comparison
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,14 +64,15 @@ def default_run_dir(cfg: Config) -> Path:
     return Path(cfg.run.out_dir) / name
 
 
-def prepare_dir(path: Path, marker: str, overwrite: bool, what: str = "run") -> None:
+def prepare_dir(path: Path, marker: str, overwrite: bool, what: str = "run") -> Path | None:
     """Make sure ``path`` is free for a new run: absent or empty, or (with ``overwrite``) an
-    earlier qepi directory (it holds ``marker``), which is then removed. Nothing else is
-    ever deleted, and an existing run is never written over unasked."""
+    earlier qepi directory (it holds ``marker``), which is moved aside to ``<path>.replaced``;
+    returns that backup, or None. Nothing else is ever touched, and an existing run is never
+    written over unasked."""
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: exists and is not a directory")
     if not path.exists() or not any(path.iterdir()):
-        return
+        return None
     if not (path / marker).exists():
         raise UserError(f"{path}: directory is not empty and is not a qepi {what} directory; "
                         f"choose another --out")
@@ -79,7 +82,31 @@ def prepare_dir(path: Path, marker: str, overwrite: bool, what: str = "run") -> 
         hint = " (continue it with --resume)" if state == "an unfinished" and what == "run" else ""
         raise UserError(f"{path}: holds {state} {what}{hint}; pass --overwrite to replace it "
                         f"or choose another --out")
-    shutil.rmtree(path)
+    backup = path.with_name(path.name + ".replaced")
+    if backup.exists():
+        if not (backup / marker).exists():
+            raise UserError(f"{backup}: exists and is not a qepi {what} directory; move it away")
+        shutil.rmtree(backup)
+    path.rename(backup)
+    return backup
+
+
+@contextmanager
+def new_run_dir(path: Path, marker: str, overwrite: bool, what: str = "run") -> Iterator[None]:
+    """:func:`prepare_dir`, then the body writes the new run. An earlier run replaced with
+    ``overwrite`` is deleted only once the body has finished; if the body fails, the new
+    partial run is dropped and the earlier one put back (after a hard kill it survives as
+    ``<path>.replaced``)."""
+    backup = prepare_dir(path, marker, overwrite, what)
+    try:
+        yield
+    except BaseException:
+        if backup is not None:
+            shutil.rmtree(path, ignore_errors=True)
+            backup.rename(path)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup)
 
 
 def majority_rate(dataset: Dataset) -> float:
@@ -175,11 +202,11 @@ def run(cfg: Config, out: str | Path | None = None, *, warm_start: str | Path | 
         extra["warm_start"] = _warm_start(model, warm_start)
     trainer = Trainer(model, cfg, dataset, run_dir=run_dir,
                       callbacks=_with_monitors(cfg, dataset, callbacks), progress=progress)
-    prepare_dir(run_dir, "config.toml", overwrite)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.toml", to_toml(cfg))
-    fit = trainer.fit()
-    summary = _finish(run_dir, cfg, model, dataset, fit, extra, report)
+    with new_run_dir(run_dir, "config.toml", overwrite):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.toml", to_toml(cfg))
+        fit = trainer.fit()
+        summary = _finish(run_dir, cfg, model, dataset, fit, extra, report)
     return RunResult(run_dir, cfg, summary, model)
 
 

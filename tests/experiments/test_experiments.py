@@ -105,6 +105,22 @@ class TestRun:
         assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
         run(update(cfg, train={"epochs": 1}), out, progress=False, report=False, overwrite=True)
         assert json.loads((out / "summary.json").read_text())["steps"] == 2
+        assert not (tmp_path / "r.replaced").exists()  # the replaced run is gone once the new one ends
+
+    def test_a_run_that_fails_midway_gives_the_replaced_run_back(self, tmp_path):
+        out = tmp_path / "r"
+        cfg = update(tiny(), model={"embedding": "classical", "attention": "classical"})
+        run(cfg, out, progress=False, report=False)
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+        class Crash(Callback):
+            def on_step(self, trainer, step, metrics):
+                raise RuntimeError("simulator died")
+
+        with pytest.raises(RuntimeError, match="simulator died"):
+            run(cfg, out, callbacks=[Crash()], progress=False, overwrite=True)
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+        assert not (tmp_path / "r.replaced").exists()
 
     def test_resume_after_interruption_and_warm_start(self, tmp_path):
         cfg = update(tiny(), train={"checkpoint_every": 1, "epochs": 3})
