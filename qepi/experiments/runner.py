@@ -36,9 +36,6 @@ from qepi.training import (
     seed_everything,
 )
 
-RUN_FILES = ("config.toml", "metrics.jsonl", "checkpoint.pt", "model.pt", "summary.json",
-             "report.md", "learning_curves.png", "tensorboard")
-
 
 @dataclass
 class RunResult:
