@@ -67,7 +67,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from qepi.backends import ExecutionStats, broadcast_weights
+from qepi.backends.base import (BackendEntry, Capabilities, ExecutionStats, ExecutorBase,
+                                broadcast_weights, register_backend)
 from qepi.backends.translate import SHIFT, Traced, gates_to_circuit, trace_gates
 from qepi.config import Backend
 from qepi.errors import UserError
@@ -97,6 +98,20 @@ def check_backend(backend: Backend) -> None:
             f"backend.noise={backend.noise!r}: expected '', 'depolarizing' or a fake IBM "
             f"backend such as 'FakeManilaV2'"
         )
+
+
+def validate(backend: Backend) -> None:
+    """:func:`check_backend`, and the fake IBM backend named by ``backend.noise`` exists."""
+    check_backend(backend)
+    if backend.noise.startswith("Fake"):
+        fake_backend_class(backend.noise)
+
+
+def state_bytes(n_qubits: int, backend: Backend) -> int:
+    """A 2ⁿ statevector, or a 4ⁿ density matrix when gates are noisy."""
+    noisy = backend.noise.startswith("Fake") or (
+        backend.noise == "depolarizing" and (backend.depolarizing_1q or backend.depolarizing_2q))
+    return 16 * (4 if noisy else 2) ** n_qubits
 
 
 def fake_backend_class(name: str) -> type:
@@ -291,12 +306,15 @@ class _ParameterShift(torch.autograd.Function):
         return torch.einsum("ro,rop->rp", grad, jacobian), None, None
 
 
-class AerExecutor:
+class AerExecutor(ExecutorBase):
     """Executor for ``backend.name == "aer"``: parameter-shift gradients on Qiskit Aer.
 
     Follows the executor contract of :mod:`qepi.backends`; ``stats`` counts every circuit
     evaluated (shifted ones included) and the shots spent.
     """
+
+    capabilities = Capabilities(measurements=frozenset({"expval"}), shots=True, noise=True,
+                                shift_mask=True, trace=True)
 
     def __init__(self, qfunc: Callable, n_qubits: int, backend: Backend, seed: int = 0):
         check_backend(backend)
@@ -517,6 +535,15 @@ class AerExecutor:
             start = stop
         return values, jacobian
 
+
+register_backend(BackendEntry(
+    "aer",
+    build=lambda qfunc, n_qubits, backend, seed=0: AerExecutor(qfunc, n_qubits, backend, seed=seed),
+    validate=validate,
+    state_bytes=state_bytes,
+    summary="qepi's parameter-shift engine on Qiskit Aer: shots and noise as on hardware",
+    capabilities=AerExecutor.capabilities,
+))
 
 __all__ = ["AerExecutor", "check_backend", "fake_backend", "fake_backend_class", "row_keys",
            "shifted_rows"]

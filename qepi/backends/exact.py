@@ -54,7 +54,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from qepi.backends import ExecutionStats
+from qepi.backends.base import (BackendEntry, Capabilities, ExecutionStats, ExecutorBase,
+                                register_backend)
 from qepi.config import Backend
 from qepi.errors import UserError
 
@@ -608,7 +609,7 @@ def check_backend(backend: Backend) -> None:
             f"(known: {', '.join(STRATEGIES)})")
 
 
-class ExactExecutor:
+class ExactExecutor(ExecutorBase):
     """Evaluates K copies of a circuit on N rows with qepi's compiled torch simulator.
 
     ``executor(inputs (N, K, F), {name: (K, *shape)}) -> (N, K, n_outputs)``, differentiable
@@ -628,6 +629,8 @@ class ExactExecutor:
         >>> print(run.describe())  # doctest: +ELLIPSIS
         exact backend, 2 qubits, float64: strategy gates (auto) at N=3, K=1; ...
     """
+
+    capabilities = Capabilities(measurements=frozenset({"expval"}))
 
     def __init__(self, qfunc: Callable, n_qubits: int, backend: Backend = Backend(name="exact")):
         check_backend(backend)
@@ -885,3 +888,18 @@ class ExactExecutor:
         result = result.expand(k_, n_rows, p.n_outputs).transpose(0, 1)  # (N, K, n_outputs)
         self.stats.add(n_rows * k_)
         return result.to(inputs.dtype)
+
+
+def state_bytes(n_qubits: int, backend: Backend) -> int:
+    """A statevector of 2ⁿ complex amplitudes in ``backend.dtype``."""
+    return (8 if backend.dtype == "float32" else 16) * 2**n_qubits
+
+
+register_backend(BackendEntry(
+    "exact",
+    build=lambda qfunc, n_qubits, backend, seed=0: ExactExecutor(qfunc, n_qubits, backend),
+    validate=check_backend,
+    state_bytes=state_bytes,
+    summary="qepi's compiled torch statevector simulator: fastest for small circuits",
+    capabilities=ExactExecutor.capabilities,
+))

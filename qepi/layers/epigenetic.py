@@ -210,9 +210,9 @@ class EpigeneticMap(_Regulated):
         scale, offset = self._marks(angles, context)  # (..., K, P) each
         parts = [angles, scale.to(angles.dtype)] + ([] if offset is None else [offset.to(angles.dtype)])
         inputs = torch.cat(parts, dim=-1)  # (..., K, n_qubits + P [+ P])
-        shifting = getattr(self.layer.executor, "shifting", None)
-        if self.regulation.hard and shifting is not None and torch.is_grad_enabled():
-            with shifting(self.shift_mask(self.last_expressed, angles.requires_grad)):
+        executor = self.layer.executor
+        if self.regulation.hard and executor.capabilities.shift_mask and torch.is_grad_enabled():
+            with executor.shifting(self.shift_mask(self.last_expressed, angles.requires_grad)):
                 return self._run(inputs)
         return self._run(inputs)
 
