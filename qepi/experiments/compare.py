@@ -84,7 +84,7 @@ def _fmt(x: float, digits: int = 3) -> str:
 
 def _p_text(test: dict[str, float]) -> str:
     return f"paired t-test p = {_fmt(test['p'])}, n = {test['n']}" if not math.isnan(test["p"]) \
-        else f"no paired test possible with n = {test['n']}"
+        else f"{test['note']}, n = {test['n']}"
 
 
 def verdict(models: dict[str, Any], tests: dict[str, Any], chance: float) -> list[str]:
