@@ -445,8 +445,11 @@ class QuantumLayer(nn.Module):
         result = self._evaluate_qnode(inputs)
         return torch.stack(result) if isinstance(result, tuple) else result
 
-    def extra_repr(self) -> str:
-        return f"n_qubits={self.n_qubits}, backend={self.backend.name!r}, copies={self.copies}"
+    def __repr__(self) -> str:
+        """TorchLayer's text; ``layer.backend`` and ``layer.n_qubits`` say where it runs."""
+        return f"<Quantum Torch Layer: func={getattr(self.qnode.func, '__name__', 'circuit')}>"
+
+    __str__ = __repr__
 
 
 __all__ = ["ENV_BACKEND", "Outputs", "QuantumLayer", "Route", "SignatureError", "resolve_route"]
