@@ -96,7 +96,18 @@ class PennyLaneExecutor(ExecutorBase):
         run.qnode = qml.set_shots(qnode, shots=shots) if shots is not None else qnode
         run.diff_method, run.stats, run.dtype = qnode.diff_method, ExecutionStats(), torch.float64
         run.kinds, run.shots = None, run.qnode.shots.total_shots or 0
+        run.qnode = run._unbroadcast(run.qnode)
         return run
+
+    def _unbroadcast(self, qnode):
+        """``qnode`` splitting batched tapes into one tape per row (one execution still), for
+        gradient transforms that cannot differentiate broadcast parameters (parameter shift)."""
+        import pennylane as qml
+
+        if self.diff_method in ("backprop", "adjoint") or (self.diff_method == "best"
+                                                           and not self.shots):
+            return qnode
+        return qml.transforms.broadcast_expand(qnode)
 
     def _call_qfunc(self, func: Callable, inputs, weights: dict):
         if self.input_arg is None:
@@ -119,8 +130,8 @@ class PennyLaneExecutor(ExecutorBase):
                             f"measures {', '.join(sorted(set(self.kinds)))}; use "
                             f"diff_method='parameter-shift'")
         device = qml.device(self.backend.name, wires=self.n_qubits)
-        self.qnode = qml.QNode(self.qfunc, device, interface="torch",
-                               diff_method=self.diff_method)
+        self.qnode = self._unbroadcast(qml.QNode(self.qfunc, device, interface="torch",
+                                                 diff_method=self.diff_method))
 
     def __call__(self, inputs: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
         n, k, f = inputs.shape
