@@ -75,9 +75,11 @@ class PennyLaneExecutor(ExecutorBase):
         self.shots = 0
 
     @classmethod
-    def from_qnode(cls, qnode, input_arg: str, shots: int | None = None) -> PennyLaneExecutor:
+    def from_qnode(cls, qnode, input_arg: str, shots: int | None = None,
+                   dtype: str | None = None) -> PennyLaneExecutor:
         """An executor that calls ``qnode(**{input_arg: rows}, **weights)`` itself: its device,
-        ``diff_method`` and other settings as they are, with ``shots`` (an int) if given.
+        ``diff_method`` and other settings as they are, with ``shots`` (an int) if given;
+        computing in ``dtype`` (default float64).
 
         >>> import pennylane as qml, torch
         >>> @qml.qnode(qml.device("default.qubit", wires=1), diff_method="parameter-shift")
@@ -94,7 +96,8 @@ class PennyLaneExecutor(ExecutorBase):
         run.qfunc, run.n_qubits, run.input_arg = qnode.func, None, input_arg
         run.backend = Backend(name=qnode.device.name)
         run.qnode = qml.set_shots(qnode, shots=shots) if shots is not None else qnode
-        run.diff_method, run.stats, run.dtype = qnode.diff_method, ExecutionStats(), torch.float64
+        run.diff_method, run.stats = qnode.diff_method, ExecutionStats()
+        run.dtype = torch.float32 if dtype == "float32" else torch.float64
         run.kinds, run.shots = None, run.qnode.shots.total_shots or 0
         run.qnode = run._unbroadcast(run.qnode)
         return run

@@ -62,6 +62,7 @@ class Route:
     backend: Backend
     shots: tuple[int, ...] = ()  # a shot vector: one executor per entry; () = analytic
     own_qnode: bool = False  # call the user's QNode itself (its device, diff_method, shots)
+    follow_inputs: bool = False  # compute in the inputs' dtype (no backend was passed)
     note: str = ""  # why QEPI_BACKEND was not applied
 
 
@@ -110,6 +111,11 @@ def resolve_route(qnode, backend: Backend | str | None) -> Route:
     diff_method = getattr(qnode, "diff_method", None)
     if backend is not None:
         return _honour(_as_backend(backend), shots, diff_method, device_name)
+    return dataclasses.replace(_qnode_route(device_name, shots, diff_method), follow_inputs=True)
+
+
+def _qnode_route(device_name: str | None, shots: tuple[int, ...], diff_method) -> Route:
+    """No backend passed: QEPI_BACKEND if it honours the QNode's settings, else its device."""
     own = Backend(name=device_name or "default.qubit")
     env = os.environ.get(ENV_BACKEND)
     if env:
@@ -220,7 +226,7 @@ class QuantumLayer(nn.Module):
             self.qnode_weights[name] = nn.Parameter(self._initial(name, shape, init_method))
             self.register_parameter(name, self.qnode_weights[name])
         self._injected = executor
-        self._executors: list[Executor] | None = [executor] if executor is not None else None
+        self._executors: dict[str | None, list[Executor]] = {}  # dtype key -> one per shot entry
         self._outputs: Outputs | None = None
 
     # ------------------------------------------------------------------ construction
@@ -290,15 +296,22 @@ class QuantumLayer(nn.Module):
         return init(torch.Tensor(*full)) if full else init(torch.Tensor(1))[0]
 
     # ------------------------------------------------------------------ executors
+    # Executors are keyed by the dtype they compute in: the Backend's (key None) when a
+    # backend was passed, else the inputs' dtype, as TorchLayer computes (float32 stays float32).
+    def _dtype_key(self, dtype: torch.dtype | None = None) -> str | None:
+        if self._route is None or not self._route.follow_inputs:
+            return None
+        return "float32" if (dtype or torch.get_default_dtype()) == torch.float32 else "float64"
+
     @property
     def executor(self) -> Executor:
         """The backend executor (the first one with a shot vector), built on first use."""
-        return self._built_executors()[0]
+        return self._built_executors(self._dtype_key())[0]
 
     def set_executor(self, executor: Executor) -> None:
         """Run the circuit with ``executor`` from now on (e.g. an instrumented or a benchmark
         executor); :meth:`set_backend` goes back to a built one."""
-        self._injected, self._executors = executor, [executor]
+        self._injected, self._executors = executor, {}
 
     def set_backend(self, backend: Backend | str) -> None:
         """Move the layer to another backend; the weights stay as they are."""
@@ -306,7 +319,11 @@ class QuantumLayer(nn.Module):
         self.backend = self._route.backend
         if self.n_qubits is not None:
             check_backend(self.backend, self.n_qubits)
-        self._injected, self._executors = None, None
+        self._injected, self._executors = None, {}
+
+    def _all_executors(self) -> list[Executor]:
+        built = [e for executors in self._executors.values() for e in executors]
+        return ([self._injected] if self._injected is not None else []) + built
 
     def execution_stats(self) -> ExecutionStats:
         """Circuits evaluated and shots spent by this layer so far (zeros before its first call).
@@ -321,39 +338,43 @@ class QuantumLayer(nn.Module):
         ExecutionStats(circuits=4, shots=0)
         """
         total = ExecutionStats()
-        for executor in self._executors or []:
-            total.add(executor.stats.circuits)
+        for executor in self._all_executors():
+            total.circuits += executor.stats.circuits
             total.shots += executor.stats.shots
         return total
 
     def reseed(self, seed: int) -> None:
         """Restart the random streams of the layer's executors at ``seed`` (shot sampling)."""
         self.seed = seed
-        for i, executor in enumerate(self._executors or []):
-            executor.reseed(seed + i * _SEED_STRIDE)
+        for executors in self._executors.values():
+            for i, executor in enumerate(executors):
+                executor.reseed(seed + i * _SEED_STRIDE)
 
-    def _built_executors(self) -> list[Executor]:
-        if self._executors is None:
+    def _built_executors(self, key: str | None) -> list[Executor]:
+        if self._injected is not None:
+            return [self._injected]
+        if key not in self._executors:
             if self.n_qubits is None and not self._route.own_qnode:
                 raise UserError("QuantumLayer: the wire count is known after the first call "
                                 "(the device has no wires); pass n_qubits=...")
-            self._executors = self._make_executors()
-        return self._executors
+            self._executors[key] = self._make_executors(key)
+        return self._executors[key]
 
-    def _make_executors(self) -> list[Executor]:
+    def _make_executors(self, key: str | None) -> list[Executor]:
         route = self._route
         if route.own_qnode:
-            return [PennyLaneExecutor.from_qnode(self.qnode, self._input_name, shots)
+            return [PennyLaneExecutor.from_qnode(self.qnode, self._input_name, shots, key)
                     for shots in (route.shots or (None,))]
+        backend = route.backend if key is None else dataclasses.replace(route.backend, dtype=key)
         if not route.shots:
-            return [make_executor(self.qfunc, self.n_qubits, route.backend, self.seed)]
-        return [make_executor(self.qfunc, self.n_qubits, dataclasses.replace(route.backend, shots=s),
+            return [make_executor(self.qfunc, self.n_qubits, backend, self.seed)]
+        return [make_executor(self.qfunc, self.n_qubits, dataclasses.replace(backend, shots=s),
                               self.seed + i * _SEED_STRIDE)
                 for i, s in enumerate(route.shots)]
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_executors"] = None if self._injected is None else [self._injected]
+        state["_executors"] = {}  # rebuilt on first use (simulators are not pickled)
         return state
 
     # ------------------------------------------------------------------ running
@@ -426,7 +447,7 @@ class QuantumLayer(nn.Module):
         weights = self.per_copy_weights()
         if self._outputs is None:
             self._outputs = self._read_outputs(rows, weights)
-        executors = self._built_executors()
+        executors = self._built_executors(self._dtype_key(inputs.dtype))
         if self._injected is None:
             measured = set(self._outputs.kinds) - executors[0].capabilities.measurements
             if measured:
