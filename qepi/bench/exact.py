@@ -119,7 +119,7 @@ def measure(n_qubits: int, batch: int, tokens: int, repeats: int, layers: int,
         small = min(loop_batch, batch)
         model = model_for(bench_config(n_qubits, "default.qubit", layers))
         for layer in model.quantum_layers():
-            layer._executor = PerTokenExecutor(layer.qfunc, layer.n_qubits)
+            layer.set_executor(PerTokenExecutor(layer.qfunc, layer.n_qubits))
         seconds, _ = time_steps(model, x[:small], y[:small], repeats=max(1, repeats // 2),
                                 clock=clock)
         row["loop_measured_batch"] = small

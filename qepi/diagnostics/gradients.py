@@ -89,16 +89,17 @@ def _shot_seed_offset(model: nn.Module, offset: int):
     Shot draws are keyed by (seed, circuit), so the same batch with the same seed draws the
     same shots; a different seed per repetition gives independent shot noise.
     """
-    executors = [m._executor for m in model.modules()
-                 if getattr(m, "_executor", None) is not None and hasattr(m._executor, "seed")]
-    seeds = [e.seed for e in executors]
+    from qepi.layers import QuantumLayer
+
+    layers = [m for m in model.modules() if isinstance(m, QuantumLayer)]
+    seeds = [layer.seed for layer in layers]
     try:
-        for e, seed in zip(executors, seeds):
-            e.seed = seed + 7919 * offset
+        for layer, seed in zip(layers, seeds):
+            layer.reseed(seed + 7919 * offset)
         yield
     finally:
-        for e, seed in zip(executors, seeds):
-            e.seed = seed
+        for layer, seed in zip(layers, seeds):
+            layer.reseed(seed)
 
 
 def gradient_flow(model: nn.Module, batch, loss_fn: Callable = nn.functional.cross_entropy,

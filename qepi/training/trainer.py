@@ -166,9 +166,8 @@ class Trainer:
         """Circuit executions and shots spent so far (training and evaluation, resumes included)."""
         circuits, shots = self.counts_offset["circuits"], self.counts_offset["shots"]
         for layer in getattr(self.model, "quantum_layers", list)():
-            if layer._executor is not None:  # executors are built on the first forward
-                circuits += layer._executor.stats.circuits
-                shots += layer._executor.stats.shots
+            stats = layer.execution_stats()
+            circuits, shots = circuits + stats.circuits, shots + stats.shots
         return {"circuits": circuits, "shots": shots}
 
     def elapsed(self) -> float:

@@ -125,7 +125,8 @@ def test_shot_snr_grows_with_shots_on_aer():
     snr = {}
     for shots in (100, 1600):
         torch.manual_seed(0)
-        layer = QuantumLayer(spec.qfunc, spec.weight_shapes, 2, Backend(name="aer", shots=shots))
+        layer = QuantumLayer(spec.qfunc, spec.weight_shapes, n_qubits=2,
+                             backend=Backend(name="aer", shots=shots))
         model = nn.Sequential(layer, nn.Linear(2, 2)).double()
         x, y = torch.rand(8, 2, dtype=torch.float64), torch.tensor([0, 1] * 4)
         stats = gradient_flow(model, (x, y), n_groups=2, repeats=8)

@@ -37,7 +37,7 @@ class TestExpertsMap:
         core = ExpertsMap(CIRCUIT, copies=3, regulation=Regulation(n_experts=4, top_k=2))
         calls = []
         inner = core.layer.executor
-        core.layer._executor = lambda inputs, weights: calls.append(inputs.shape) or inner(inputs, weights)
+        core.layer.set_executor(lambda inputs, weights: calls.append(inputs.shape) or inner(inputs, weights))
         core(torch.rand(2, 5, 3, 2)).sum().backward()
         assert calls == [torch.Size([2 * 5 * 2 * 3, 1, 2 + 6])]  # N·k·K rows, angles + weights
         assert inner.stats.circuits == 2 * 5 * 2 * 3

@@ -54,7 +54,7 @@ class TestQuantumLayer:
     def test_one_batched_execution_per_forward(self, backend):
         layer = QuantumLayer(user_circuit, {"weights": (1, 3, 3)}, n_qubits=3, backend=backend)
         counter = CountingExecutor(layer.executor)
-        layer._executor = counter
+        layer.set_executor(counter)
         out = layer(torch.rand(4, 6, 3))
         out.sum().backward()
         assert counter.calls == 1
@@ -82,9 +82,14 @@ class TestQuantumLayer:
         torch.testing.assert_close(results[0][0], results[1][0], atol=1e-6, rtol=0)
         torch.testing.assert_close(results[0][1], results[1][1], atol=1e-6, rtol=0)
 
-    def test_plain_function_needs_qubit_count(self):
-        with pytest.raises(ValueError, match="n_qubits"):
-            QuantumLayer(user_circuit, {"weights": (1, 3, 3)})
+    def test_plain_function_takes_its_wires_from_the_circuit(self):
+        layer = QuantumLayer(user_circuit, {"weights": (1, 3, 3)}, backend="exact")
+        assert layer.n_qubits is None
+        x = torch.rand(4, 3, dtype=torch.float64)
+        qnode = qml.QNode(user_circuit, qml.device("default.qubit", wires=3))
+        expected = torch.stack(qnode(x, layer.weights.double()), -1)
+        torch.testing.assert_close(layer(x), expected)
+        assert layer.n_qubits == 3
 
     def test_shots_on_exact_pennylane_devices_are_refused(self):
         with pytest.raises(ValueError, match="backend.shots"):  # when the layer is built
