@@ -365,13 +365,13 @@ class _Plan:
         from qiskit.exceptions import QiskitError
 
         if qc.num_qubits > device.num_qubits:
-            raise UserError(f"backend.noise={device.name}: the device has {device.num_qubits} "
+            raise UserError(f"backend.noise={type(device).__name__}: the device has {device.num_qubits} "
                             f"qubits, the circuit {qc.num_qubits}")
         try:
             tqc = transpile(qc, backend=device, optimization_level=0, seed_transpiler=0)
         except QiskitError as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise UserError(f"backend.noise={device.name}: the circuit does not transpile to "
+            raise UserError(f"backend.noise={type(device).__name__}: the circuit does not transpile to "
                             f"the device ({first})") from None
         layout = tqc.layout.final_index_layout()  # virtual qubit -> physical qubit
         return tqc, [layout[q] for q in measured]

@@ -87,6 +87,7 @@ FIXED_GATES: dict[str, str] = {
 
 # Operations without any effect on expectation values.
 _DROPPED = {"Identity", "GlobalPhase", "Barrier"}
+_MATRIX_GATES = {"QubitUnitary", "ControlledQubitUnitary"}  # decomposed from a matrix
 _MAX_DEPTH = 32  # nested decompositions before a gate counts as undecomposable
 _MAX_MATRIX_WIRES = 8  # observables without a Pauli form: decompose matrices up to this size
 
@@ -167,13 +168,33 @@ def flatten_op(op, out: list, depth: int = 0) -> None:
     if name in SHIFTABLE_GATES or name in FIXED_GATES:
         out.append(op)
         return
+    if name in _MATRIX_GATES and _trainable_multiwire_matrix(op):
+        raise UserError(
+            f"gate {name} on wires {list(op.wires)}: a trainable matrix on 2 or more target "
+            f"wires cannot be run by the aer backend (PennyLane's decomposition of it is not "
+            f"differentiable in torch); build it from rotation gates, or use a 1-wire matrix"
+        )
     if depth >= _MAX_DEPTH or not op.has_decomposition:
         raise UserError(
             f"gate {name} cannot be run by the aer backend: it has no decomposition into "
             f"gates with a two-term shift rule ({', '.join(SHIFTABLE_GATES)}) and fixed gates"
         )
-    for sub in op.decomposition():
+    try:
+        decomposition = op.decomposition()
+    except Exception as err:  # PennyLane's decompositions fail with NumPy, torch or own errors
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"gate {name} on wires {list(op.wires)} cannot be run by the aer "
+                        f"backend: PennyLane cannot decompose it ({first})") from None
+    for sub in decomposition:
         flatten_op(sub, out, depth + 1)
+
+
+def _trainable_multiwire_matrix(op) -> bool:
+    """True for a QubitUnitary-like gate whose matrix needs a gradient and acts on 2+ wires."""
+    target = op.base.wires if hasattr(op, "base") else op.wires
+    matrix = op.data[0] if op.data else None
+    return (len(target) >= 2 and isinstance(matrix, torch.Tensor) and matrix.requires_grad
+            and torch.is_grad_enabled())
 
 
 _PAULI_PRODUCTS = {("X", "Y"): (1j, "Z"), ("Y", "Z"): (1j, "X"), ("Z", "X"): (1j, "Y"),
