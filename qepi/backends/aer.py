@@ -398,7 +398,7 @@ class AerExecutor(ExecutorBase):
     Follows the executor contract of :mod:`qepi.backends`; ``stats`` counts every circuit
     evaluated (shifted ones included) and the shots spent. ``path`` picks Aer's call
     (:data:`qepi.compat.aer.PATHS`: ``"auto"`` takes the private fast path where the
-    installed qiskit-aer is a tested version).
+    installed qiskit-aer is a tested version); ``self.path`` is the one chosen.
     """
 
     capabilities = Capabilities(measurements=frozenset({"expval", "var", "probs"}), shots=True,
@@ -406,13 +406,11 @@ class AerExecutor(ExecutorBase):
 
     def __init__(self, qfunc: Callable, n_qubits: int, backend: Backend, seed: int = 0,
                  path: str = "auto"):
-        from qepi.compat.aer import PATHS
+        from qepi.compat.aer import resolve_path
 
         check_backend(backend)
-        if path not in PATHS:
-            raise UserError(f"aer path must be one of {', '.join(PATHS)}, got {path!r}")
         self.qfunc, self.n_qubits, self.backend, self.seed = qfunc, n_qubits, backend, seed
-        self.path = path
+        self.path = resolve_path(path)  # the Aer call used: "private" or "public"
         self.stats = ExecutionStats()
         self.shift_mask = None  # None or a bool tensor broadcastable to (N, K, P)
         self.sampler = ShotSampler(backend.shots, seed) if backend.shots else None

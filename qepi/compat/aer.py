@@ -75,6 +75,16 @@ def private_path_available() -> bool:
     return hasattr(AerSimulator(), "_controller")
 
 
+def resolve_path(path: str) -> str:
+    """``"private"`` or ``"public"`` for one of :data:`PATHS` (``"auto"``: private where
+    :func:`private_path_available`)."""
+    if path not in PATHS:
+        raise UserError(f"aer path must be one of {', '.join(PATHS)}, got {path!r}")
+    if path == "auto":
+        return "private" if private_path_available() else "public"
+    return path
+
+
 def simulation_failure(detail: object) -> Exception:
     """The exception for a failed Aer run: a UserError for running out of memory (the user's
     circuit is too large), else a RuntimeError (qepi built something Aer rejects: a bug)."""
@@ -112,11 +122,7 @@ class TemplateRunner:
 
     def __init__(self, templates: Sequence, params: Sequence, options: dict,
                  noise_model=None, copies: int = 1, path: str = "auto"):
-        if path not in PATHS:
-            raise ValueError(f"path must be one of {PATHS}, got {path!r}")
-        if path == "auto":
-            path = "private" if private_path_available() else "public"
-        self.path = path
+        self.path = path = resolve_path(path)
         self.templates = list(templates)
         self.params = list(params)
         self.parameterized = [bool(qc.parameters) for qc in self.templates]
@@ -238,4 +244,4 @@ class TemplateRunner:
 
 
 __all__ = ["PATHS", "PRIVATE_VERSIONS", "TESTED_VERSION", "TemplateRunner", "installed_version",
-           "private_path_available", "restrict_noise", "simulation_failure"]
+           "private_path_available", "resolve_path", "restrict_noise", "simulation_failure"]

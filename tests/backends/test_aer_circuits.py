@@ -280,7 +280,7 @@ class TestPaths:
         x = torch.rand(70, 1, 2, generator=gen, dtype=F64)  # > 64 rows: parallel copies
         w = torch.rand(1, 6, generator=gen, dtype=F64)
         public = assert_matches_default_qubit(circuit, x, w, path="public")
-        assert public._plans and all(p.runner.path == "public" for p in public._plans.values())
+        assert public.path == "public"
         assert private_path_available()  # the installed qiskit-aer is a tested release
         private = assert_matches_default_qubit(circuit, x, w, Backend(name="aer", threads=2),
                                                path="private")
@@ -314,3 +314,29 @@ class TestPaths:
         run = AerExecutor(circuit, 6, Backend(name="aer", noise="FakeManilaV2"))
         with pytest.raises(UserError, match="FakeManilaV2.*5 qubits"):
             run(torch.rand(1, 1, 1), {"weights": torch.zeros(1, 1)})
+
+
+def test_versions_outside_the_tested_range_take_the_public_path(monkeypatch):
+    import qepi.compat.aer as compat
+
+    monkeypatch.setattr(compat, "installed_version", lambda: (0, 19, 0))
+    compat.private_path_available.cache_clear()
+    try:
+        assert not compat.private_path_available()
+        circuit = _measured_circuit(MEASUREMENTS["probs in another order"])
+        x, w = torch.rand(2, 1, 2, dtype=F64), torch.rand(1, 6, dtype=F64)
+        assert assert_matches_default_qubit(circuit, x, w).path == "public"
+    finally:
+        compat.private_path_available.cache_clear()
+
+
+def test_bench_reports_the_public_path_beside_the_private_one(capsys):
+    import json
+
+    from qepi.cli import main
+
+    assert main(["bench", "aer", "--qubits", "2", "--layers", "1", "--tokens", "2", "--repeats",
+                 "1", "--pennylane-tokens", "0", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["aer_path"] == "private" and report["circuits"] == 2 * (1 + 2 * 6)
+    assert report["qepi_step_s"] > 0 and report["qepi_public_step_s"] > 0
