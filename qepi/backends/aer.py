@@ -238,6 +238,7 @@ class _Plan:
 
     def __init__(self, traced: Traced, device, readout: Callable[[int], np.ndarray],
                  runner: Callable[[list, list], Any]):
+        import qiskit_aer  # noqa: F401  (adds QuantumCircuit.save_probabilities)
         from qiskit.circuit import Parameter
 
         n = traced.n_qubits

@@ -17,6 +17,7 @@ functions of one of them, e.g. after transpiling to a device) and which ends wit
 
 Example:
     >>> import numpy as np
+    >>> import qiskit_aer  # adds QuantumCircuit.save_probabilities
     >>> from qiskit import QuantumCircuit
     >>> from qiskit.circuit import Parameter
     >>> theta = Parameter("t0")
@@ -122,16 +123,21 @@ class TemplateRunner:
 
     def __init__(self, templates: Sequence, params: Sequence, options: dict,
                  noise_model=None, copies: int = 1, path: str = "auto"):
+        from qiskit.exceptions import QiskitError
+
         self.path = path = resolve_path(path)
         self.templates = list(templates)
         self.params = list(params)
         self.parameterized = [bool(qc.parameters) for qc in self.templates]
-        if path == "private":
-            self._private_setup(options, noise_model, copies)
-        else:
-            from qiskit_aer import AerSimulator
+        try:
+            if path == "private":
+                self._private_setup(options, noise_model, copies)
+            else:
+                from qiskit_aer import AerSimulator
 
-            self._sim = AerSimulator(**options, noise_model=noise_model)
+                self._sim = AerSimulator(**options, noise_model=noise_model)
+        except QiskitError as err:  # AerError is a QiskitError
+            raise simulation_failure(err) from None
 
     def probabilities(self, values: np.ndarray) -> list[np.ndarray]:
         """Saved probabilities (C, 2**m) of every template for angle rows ``values`` (C, P)."""

@@ -340,3 +340,24 @@ def test_bench_reports_the_public_path_beside_the_private_one(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["aer_path"] == "private" and report["circuits"] == 2 * (1 + 2 * 6)
     assert report["qepi_step_s"] > 0 and report["qepi_public_step_s"] > 0
+
+
+@pytest.mark.parametrize("path", ["private", "public"])
+def test_aer_failures_are_one_line_errors(path):
+    import qiskit_aer  # noqa: F401  (adds QuantumCircuit.save_probabilities)
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Gate, Parameter
+
+    from qepi.compat.aer import TemplateRunner, simulation_failure
+
+    theta = Parameter("t0")
+    qc = QuantumCircuit(2)
+    qc.ry(theta, 0)
+    qc.append(Gate("mystery", 1, []), [1])  # qepi never emits a gate Aer lacks: a bug
+    qc.save_probabilities([0], label="p")
+    with pytest.raises(RuntimeError, match="a qepi bug: .*mystery") as err:
+        TemplateRunner([qc], [theta], {"method": "statevector"}, path=path).probabilities(
+            np.zeros((2, 1)))
+    assert "\n" not in str(err.value) and not isinstance(err.value, UserError)
+    memory = simulation_failure("ERROR: Insufficient memory to run circuit circuit-1\nmore")
+    assert isinstance(memory, UserError) and "\n" not in str(memory)
