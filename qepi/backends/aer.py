@@ -4,26 +4,41 @@ Each call traces the PennyLane circuit with the step's torch tensors
 (:func:`qepi.backends.translate.trace_gates`), giving the gate angles θ = f(inputs, weights)
 as one (R, P) tensor for the R = N·K rows. One NumPy array then holds every circuit the step
 needs: the R unshifted rows and, for each angle that needs a gradient, the rows with that
-angle shifted by ±π/2. All of them run through a Qiskit template that was assembled for
-Aer once per circuit structure and is only re-bound (Aer's runtime parameter binding) per
-step, in chunks of ``backend.chunk_rows`` circuits. The forward pass returns the
-expectation values and keeps the Jacobian ∂⟨O⟩/∂θ (R, O, P); the backward pass is a
-matrix product, and torch's chain rule carries it to inputs and weights alike.
+angle shifted by ±π/2. All of them run through Qiskit templates built once per circuit
+structure and only re-bound per step (:class:`qepi.compat.aer.TemplateRunner`), in chunks
+of ``backend.chunk_rows`` circuits.
 
-Measurement. Observables are Pauli sums. Their words are grouped into qubit-wise commuting
-groups; each group is one template: the circuit, basis rotations, and Aer's exact
-measurement probabilities (statevector, or density matrix when there is noise). A word's
-value is the parity-weighted sum of the probabilities. Readout error is a 2×2 confusion
-matrix per measured qubit applied to those probabilities.
+Measurement. Every output is a function of *linear quantities* of the state: Pauli word
+values ⟨P⟩ and outcome probabilities. The words (and ``probs`` wire sets) are grouped into
+qubit-wise commuting groups; each group is one template: the circuit, basis rotations, and
+Aer's exact measurement probabilities (statevector, or density matrix when there is gate
+noise). Readout error is a 2×2 confusion matrix per measured qubit applied to those
+probabilities; a word's value is then their parity-weighted sum and ``probs`` their
+marginal. The forward pass returns these quantities Q (R, L) and keeps their Jacobian
+∂Q/∂θ (R, L, P) from parameter shift (exact for anything linear in the state). The outputs
+are then computed from Q in torch, so coefficients and the chain rule need nothing more:
 
-Shots. With ``backend.shots = S > 0`` the counts of each circuit are drawn in NumPy from a
-multinomial(S, p) over its exact outcome probabilities p: this is exactly the distribution
-of S independent measurements (gate noise and readout error included, since p already
-holds them), so the estimates and the parameter-shift gradients built from them are
-unbiased with the right variance. Each circuit draws from its own Philox generator keyed
-by (seed, measurement group, the circuit's angle values), so an estimate never depends on
-where its circuit sits in the batch or chunk, and Aer's own shot loop (whose seeds follow
-the experiment's position) is not needed.
+- ``expval(Σ c_i P_i)`` = Σ c_i ⟨P_i⟩, with the coefficients c_i kept as torch tensors
+  (trainable, or computed from inputs: ∂/∂c_i = ⟨P_i⟩);
+- ``var(H)`` = ⟨H²⟩ - ⟨H⟩², with ⟨H²⟩ = Σ c_i c_j ⟨P_i P_j⟩ over commuting pairs;
+- ``probs(wires)``: the marginal probabilities, PennyLane's outcome order.
+
+Observables without a Pauli form in PennyLane (``Hermitian``, ``Projector``) are decomposed
+into Pauli words from their matrix.
+
+Shots. With ``backend.shots = S > 0`` every executed circuit gets its own independent draw,
+as on hardware: its counts are multinomial(S, p) over its exact outcome probabilities p
+(gate noise and readout error included), so estimates and parameter-shift gradients are
+unbiased with the variance of S real measurements; ``var`` and ``probs`` come from the same
+sampled counts as the word values of their group. Draws are counter-based
+(:class:`qepi.backends.sampling.ShotSampler`): circuit c of a call reads the Philox stream
+keyed by (seed, call number) at (logical circuit id, measurement group), where the id names
+the row and the shift (unshifted, +π/2 or -π/2 on angle j). Therefore identical rows in one
+call, and the same angles in two calls, draw independently; a seed gives the same sequence
+of draws; ``backend.chunk_rows`` does not change any result; and a run resumed from
+:meth:`AerExecutor.state_dict` (the seed and the number of calls so far, saved in training
+checkpoints) is bit-identical to an uninterrupted one. :meth:`AerExecutor.reseed` restarts
+the sequence.
 
 Noise (``backend.noise``): ``"depolarizing"`` puts Qiskit's ``depolarizing_error`` with
 ``depolarizing_1q`` / ``depolarizing_2q`` after every 1- and 2-qubit gate (3-qubit gates
@@ -33,9 +48,11 @@ each template once to that device (optimisation level 0, so every angle stays an
 function of one θ) and uses its noise model and readout errors.
 
 Aer's own per-call Python work (transpiling, assembling circuits and binds, building a
-``Result``) is what dominates a plain ``AerSimulator.run`` for small circuits; here it is
-done once per template, and rows are split between copies of the template that Aer runs as
-parallel experiments (``backend.threads`` copies; 0 = every core).
+``Result``) is what dominates a plain ``AerSimulator.run`` for small circuits; on Aer's
+private path (:mod:`qepi.compat.aer`) it is done once per template, and rows are split
+between copies of the template that Aer runs as parallel experiments (``backend.threads``
+copies; 0 = every core). Outside the tested qiskit-aer versions the public
+``AerSimulator.run`` path gives the same numbers, more slowly.
 
 Which angles to shift: angles whose torch tensor does not require a gradient are never
 shifted, and :meth:`AerExecutor.shifting` takes a boolean mask broadcastable to
@@ -59,24 +76,25 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from qepi.backends.base import (BackendEntry, Capabilities, ExecutionStats, ExecutorBase,
                                 broadcast_weights, register_backend)
-from qepi.backends.translate import SHIFT, Traced, gates_to_circuit, trace_gates
+from qepi.backends.sampling import ShotSampler
+from qepi.backends.translate import (SHIFT, Measurement, Traced, gates_to_circuit,
+                                     multiply_words, trace_gates)
 from qepi.config import Backend
 from qepi.errors import UserError
 
-_MAX_PLANS = 16  # assembled templates kept per executor (one per circuit structure)
-_MIN_ROWS_PER_COPY = 64  # fewer rows per parallel experiment cost more than they gain
+_MAX_PLANS = 16  # templates kept per executor (one set per circuit structure)
 _ONE_QUBIT = ("rx", "ry", "rz", "p", "x", "y", "z", "h", "s", "t", "sx", "sdg", "tdg", "sxdg")
-_TWO_QUBIT = ("cx", "cy", "cz", "swap", "iswap", "ecr", "rxx", "ryy", "rzz")
+_TWO_QUBIT = ("cx", "cy", "cz", "swap", "ecr", "rxx", "ryy", "rzz")
 
 
 def check_backend(backend: Backend) -> None:
@@ -133,10 +151,30 @@ def fake_backend(name: str):
     return fake_backend_class(name)()
 
 
-def _qwc_groups(words: list[str]) -> list[list[int]]:
-    """Greedy qubit-wise commuting groups of ``words`` (indices into ``words``)."""
+def readout_confusions(noise_model) -> dict[int | None, np.ndarray]:
+    """Readout errors of a qiskit-aer ``NoiseModel`` (its public ``to_dict``) as
+    ``{qubit: P(measured = column | true = row)}``; key ``None`` applies to every qubit."""
+    out: dict[int | None, np.ndarray] = {}
+    for error in noise_model.to_dict()["errors"]:
+        if error["type"] != "roerror":
+            continue
+        matrix = np.asarray(error["probabilities"], dtype=float)
+        if matrix.shape != (2, 2):
+            raise UserError("a correlated readout error on several qubits is not supported")
+        for qubits in error.get("gate_qubits", [None]):
+            out[None if qubits is None else int(qubits[0])] = matrix
+    return out
+
+
+def qwc_groups(bases: list[str]) -> list[list[int]]:
+    """Greedy qubit-wise commuting groups of measurement ``bases`` (one letter of ``IXYZ``
+    per wire; indices into ``bases``).
+
+    >>> qwc_groups(["ZI", "XI", "IZ", "XX"])
+    [[0, 2], [1, 3]]
+    """
     groups: list[tuple[list[str], list[int]]] = []
-    for i, word in enumerate(words):
+    for i, word in enumerate(bases):
         for basis, members in groups:
             if all(a == "I" or b == "I" or a == b for a, b in zip(word, basis)):
                 for q, a in enumerate(word):
@@ -147,23 +185,6 @@ def _qwc_groups(words: list[str]) -> list[list[int]]:
         else:
             groups.append((list(word), [i]))
     return [members for _, members in groups]
-
-
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser on uint64 arrays (wrapping arithmetic)."""
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-def row_keys(values: np.ndarray, salt: int) -> np.ndarray:
-    """A 64-bit key per row of ``values`` (C, P) that depends only on ``salt`` and the row."""
-    bits = np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)  # (C, P)
-    key = np.full(len(values), np.uint64(salt & 0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for j in range(bits.shape[1]):
-            key = _mix64(key ^ bits[:, j] ^ np.uint64(j + 1))
-        return _mix64(key)
 
 
 def shifted_rows(theta: np.ndarray, shift: np.ndarray):
@@ -185,56 +206,76 @@ def shifted_rows(theta: np.ndarray, shift: np.ndarray):
     return np.concatenate([theta, plus, minus]), rows, cols
 
 
-def restrict_noise(noise: dict, qubits: set[int]) -> dict:
-    """Aer's serialised noise model keeping only errors on ``qubits`` (readout errors dropped:
-    they are applied to the probabilities as confusion matrices)."""
-    errors = []
-    for error in noise.get("errors", []):
-        if error["type"] == "roerror":
-            continue
-        if "gate_qubits" in error:
-            kept = [q for q in error["gate_qubits"] if set(q) <= qubits]
-            if not kept:
-                continue
-            error = {**error, "gate_qubits": kept}
-        errors.append(error)
-    return {"errors": errors} if errors else {}
+def circuit_ids(first_row: int, n_rows: int, rows: np.ndarray, cols: np.ndarray,
+                n_angles: int) -> np.ndarray:
+    """Logical ids of the circuits :func:`shifted_rows` lists for rows ``first_row ..`` of a
+    call: ``row·(2P+1)`` unshifted, ``+ 1 + 2j`` for +π/2 on angle j, ``+ 2 + 2j`` for -π/2.
+
+    >>> circuit_ids(1, 2, np.array([0]), np.array([1]), n_angles=2).tolist()  # rows 1, 2
+    [5, 10, 8, 9]
+    """
+    stride = 2 * n_angles + 1
+    base = (first_row + np.arange(n_rows)) * stride
+    shifted = (first_row + rows) * stride + 2 * cols
+    return np.concatenate([base, shifted + 1, shifted + 2]).astype(np.int64)
 
 
 @dataclass
 class _Group:
-    """One measurement basis: its template's Aer bindings and how to read its words."""
+    """One measurement basis: its template and how its outcome probabilities give quantities."""
 
-    # ((op, pos), j, a, b): the Aer op parameter at (op, pos) is a·θ_j + b
-    bindings: list[tuple[tuple[int, int], int, float, float]]
-    words: list[int]  # indices into _Plan.words
-    signs: np.ndarray  # (2**m, n_words) parity ±1 of each outcome for each word
+    columns: np.ndarray  # (n_cols,) indices into the plan's quantities
+    matrix: np.ndarray  # (2**m, n_cols): outcome probabilities -> those quantities
     readout: list[np.ndarray]  # one 2x2 confusion matrix per measured qubit (bit 0 first)
 
 
 class _Plan:
-    """Templates of one circuit structure, assembled for Aer once."""
+    """The templates of one circuit structure and how outputs follow from their quantities.
 
-    def __init__(self, traced: Traced, device, readout: Callable[[int], np.ndarray], copies: int,
-                 noise: dict):
-        from qiskit.circuit import Parameter, ParameterExpression
-        from qiskit_aer.backends.aer_compiler import assemble_circuits
+    Quantities (L columns): the value of every Pauli word in ``words``, then for every wire
+    set in ``probs`` its ``2**len(wires)`` outcome probabilities.
+    """
+
+    def __init__(self, traced: Traced, device, readout: Callable[[int], np.ndarray],
+                 runner: Callable[[list, list], Any]):
+        import qiskit_aer  # noqa: F401  (adds QuantumCircuit.save_probabilities)
+        from qiskit.circuit import Parameter
 
         n = traced.n_qubits
-        self.n_angles = len(traced.angles)
-        self.words = sorted({w for terms in traced.observables for _, w in terms})
-        self.coeffs = np.zeros((len(traced.observables), len(self.words)))  # (O, W)
-        for o, terms in enumerate(traced.observables):
-            for c, w in terms:
-                self.coeffs[o, self.words.index(w)] += c
-        params = [Parameter(f"t{j}") for j in range(self.n_angles)]
+        identity = "I" * n
+        words: set[str] = set()
+        self.probs: list[tuple[int, ...]] = []
+        for m in traced.measurements:
+            if m.kind == "probs":
+                if m.wires not in self.probs:
+                    self.probs.append(m.wires)
+                continue
+            words.update(m.words)
+            if m.kind == "var":  # ⟨H²⟩ needs the products of commuting words
+                words.update(w for a in m.words for b in m.words
+                             for phase, w in [multiply_words(a, b)] if phase.imag == 0)
+        words.discard(identity)
+        self.words = sorted(words)
+        column = {w: i for i, w in enumerate(self.words)}
+        column[identity] = -1  # the constant 1 appended after the quantities
+        self.probs_start, start = {}, len(self.words)
+        for wires in self.probs:
+            self.probs_start[wires], start = start, start + 2 ** len(wires)
+        self.n_quantities = start
+        self.recipes = [self._recipe(m, column) for m in traced.measurements]
+
+        # measurement items: a word measures its own letters; a probs set measures Z
+        bases = list(self.words)
+        for wires in self.probs:
+            bases.append("".join("Z" if q in wires else "I" for q in range(n)))
+        params = [Parameter(f"t{j}") for j in range(len(traced.angles))]
         circuits, self.groups = [], []
-        for members in _qwc_groups(self.words):
+        for members in qwc_groups(bases):
             basis = ["I"] * n
             for i in members:
-                for q, a in enumerate(self.words[i]):
+                for q, a in enumerate(bases[i]):
                     basis[q] = a if a != "I" else basis[q]
-            measured = [q for q in range(n) if basis[q] != "I"] or [0]
+            measured = [q for q in range(n) if basis[q] != "I"]
             qc = gates_to_circuit(traced, params)
             for q in measured:
                 if basis[q] == "X":
@@ -246,47 +287,93 @@ class _Plan:
             if device is not None:
                 qc, physical = self._to_device(qc, measured, device)
             qc.save_probabilities(physical, label="p")
-            signs = np.ones((2 ** len(measured), len(members)))
-            outcomes = np.arange(2 ** len(measured))
-            for col, i in enumerate(members):
-                for bit, q in enumerate(measured):
-                    if self.words[i][q] != "I":
-                        signs[(outcomes >> bit) & 1 == 1, col] *= -1
-            confusion = [readout(q) for q in physical]
+            columns, blocks = [], []
+            for i in members:
+                if i < len(self.words):
+                    columns.append(i)
+                    blocks.append(self._signs(self.words[i], measured)[:, None])
+                else:
+                    wires = self.probs[i - len(self.words)]
+                    columns.extend(range(self.probs_start[wires],
+                                         self.probs_start[wires] + 2 ** len(wires)))
+                    blocks.append(self._marginal(wires, measured))
             circuits.append(qc)
-            self.groups.append(_Group([], members, signs, confusion))
-        self.circuits = circuits
-        used = {qc.find_bit(q).index for qc in circuits for inst in qc.data for q in inst.qubits}
-        self.noise = restrict_noise(noise, used)  # Aer's noise dict, only for used qubits
-        # `copies` assembled copies of every template: Aer runs experiments in parallel,
-        # so a chunk's rows are split between copies to use every core
-        self.copies = copies
-        assembled, idx_maps = assemble_circuits([qc for qc in circuits for _ in range(copies)])
-        self.aer_circuits = [assembled[g * copies:(g + 1) * copies] for g in range(len(circuits))]
-        for g, (qc, group) in enumerate(zip(circuits, self.groups)):
-            for i, inst in enumerate(qc.data):
-                for pos, value in enumerate(inst.operation.params):
-                    if isinstance(value, ParameterExpression) and value.parameters:
-                        where = (idx_maps[g * copies][i], pos)
-                        group.bindings.append((where, *self._affine(value, params)))
+            self.groups.append(_Group(np.array(columns), np.concatenate(blocks, axis=1),
+                                      [readout(q) for q in physical]))
+        self.runner = runner(circuits, params) if circuits else None
 
     @staticmethod
-    def _affine(expr, params) -> tuple[int, float, float]:
-        """``expr`` as a·θ_j + b (a transpiled angle); anything else is an error."""
-        if len(expr.parameters) != 1:
-            raise UserError(f"transpiled angle {expr} depends on several gate angles")
-        (p,) = expr.parameters
-        b = float(expr.bind({p: 0.0}))
-        a = float(expr.bind({p: 1.0})) - b
-        if abs(float(expr.bind({p: 2.0})) - (2 * a + b)) > 1e-9:
-            raise UserError(f"transpiled angle {expr} is not affine in {p}")
-        return params.index(p), a, b
+    def _signs(word: str, measured: list[int]) -> np.ndarray:
+        """(2**m,) parity ±1 of each outcome of the measured qubits for ``word``."""
+        outcomes = np.arange(2 ** len(measured))
+        signs = np.ones(len(outcomes))
+        for bit, q in enumerate(measured):
+            if word[q] != "I":
+                signs[(outcomes >> bit) & 1 == 1] *= -1
+        return signs
+
+    @staticmethod
+    def _marginal(wires: tuple[int, ...], measured: list[int]) -> np.ndarray:
+        """(2**m, 2**k) 0/1 map from outcomes of the measured qubits (bit i = measured[i]) to
+        outcomes of ``wires`` in PennyLane's order (first wire most significant)."""
+        outcomes = np.arange(2 ** len(measured))
+        index = np.zeros(len(outcomes), dtype=np.int64)
+        for wire in wires:
+            index = 2 * index + ((outcomes >> measured.index(wire)) & 1)
+        matrix = np.zeros((len(outcomes), 2 ** len(wires)))
+        matrix[outcomes, index] = 1.0
+        return matrix
+
+    def _recipe(self, m: Measurement, column: dict[str, int]) -> tuple:
+        """How output ``m`` follows from the quantities (see :meth:`outputs`)."""
+        if m.kind == "probs":
+            start = self.probs_start[m.wires]
+            return ("probs", slice(start, start + m.width))
+        cols = torch.tensor([column[w] for w in m.words], dtype=torch.long)
+        if m.kind == "expval":
+            return ("expval", cols)
+        pairs = [(i, j, phase.real, column[w])
+                 for i, a in enumerate(m.words) for j, b in enumerate(m.words)
+                 for phase, w in [multiply_words(a, b)] if phase.imag == 0]
+        i, j, sign, col = zip(*pairs)
+        return ("var", cols, torch.tensor(i), torch.tensor(j),
+                torch.tensor(sign, dtype=torch.float64), torch.tensor(col))
+
+    def outputs(self, quantities: torch.Tensor, coefficients: list) -> torch.Tensor:
+        """Outputs (R, n_outputs) from quantities (R, L) and each measurement's coefficients."""
+        r = quantities.shape[0]
+        q = torch.cat([quantities, torch.ones(r, 1, dtype=quantities.dtype)], dim=1)  # (R, L+1)
+        columns = []
+        for recipe, coeffs in zip(self.recipes, coefficients):
+            if recipe[0] == "probs":
+                columns.append(q[:, recipe[1]])
+                continue
+            c = torch.stack([x.to("cpu", torch.float64).expand(r) if isinstance(x, torch.Tensor)
+                             else torch.full((r,), x, dtype=torch.float64)
+                             for x in coeffs], dim=1)  # (R, T)
+            mean = (c * q[:, recipe[1]]).sum(dim=1)  # (R,)
+            if recipe[0] == "expval":
+                columns.append(mean[:, None])
+                continue
+            _, _, i, j, sign, col = recipe
+            square = (c[:, i] * c[:, j] * sign * q[:, col]).sum(dim=1)  # (R,) ⟨H²⟩
+            columns.append((square - mean**2)[:, None])
+        return torch.cat(columns, dim=1)
 
     @staticmethod
     def _to_device(qc, measured, device):
         from qiskit import transpile
+        from qiskit.exceptions import QiskitError
 
-        tqc = transpile(qc, backend=device, optimization_level=0, seed_transpiler=0)
+        if qc.num_qubits > device.num_qubits:
+            raise UserError(f"backend.noise={type(device).__name__}: the device has {device.num_qubits} "
+                            f"qubits, the circuit {qc.num_qubits}")
+        try:
+            tqc = transpile(qc, backend=device, optimization_level=0, seed_transpiler=0)
+        except QiskitError as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UserError(f"backend.noise={type(device).__name__}: the circuit does not transpile to "
+                            f"the device ({first})") from None
         layout = tqc.layout.final_index_layout()  # virtual qubit -> physical qubit
         return tqc, [layout[q] for q in measured]
 
@@ -295,7 +382,7 @@ class _ParameterShift(torch.autograd.Function):
     """values = f(θ) with a precomputed Jacobian: backward is grad @ J."""
 
     @staticmethod
-    def forward(ctx, theta, values, jacobian):  # theta (R, P), values (R, O), jacobian (R, O, P)
+    def forward(ctx, theta, values, jacobian):  # theta (R, P), values (R, L), jacobian (R, L, P)
         ctx.save_for_backward(jacobian)
         return values.clone()
 
@@ -303,32 +390,56 @@ class _ParameterShift(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         (jacobian,) = ctx.saved_tensors
-        return torch.einsum("ro,rop->rp", grad, jacobian), None, None
+        return torch.einsum("rl,rlp->rp", grad, jacobian), None, None
 
 
 class AerExecutor(ExecutorBase):
     """Executor for ``backend.name == "aer"``: parameter-shift gradients on Qiskit Aer.
 
     Follows the executor contract of :mod:`qepi.backends`; ``stats`` counts every circuit
-    evaluated (shifted ones included) and the shots spent.
+    evaluated (shifted ones included) and the shots spent. ``path`` picks Aer's call
+    (:data:`qepi.compat.aer.PATHS`: ``"auto"`` takes the private fast path where the
+    installed qiskit-aer is a tested version); ``self.path`` is the one chosen.
     """
 
-    capabilities = Capabilities(measurements=frozenset({"expval"}), shots=True, noise=True,
-                                shift_mask=True, trace=True)
+    capabilities = Capabilities(measurements=frozenset({"expval", "var", "probs"}), shots=True,
+                                noise=True, shift_mask=True, trace=True)
 
-    def __init__(self, qfunc: Callable, n_qubits: int, backend: Backend, seed: int = 0):
+    def __init__(self, qfunc: Callable, n_qubits: int, backend: Backend, seed: int = 0,
+                 path: str = "auto"):
+        from qepi.compat.aer import resolve_path
+
         check_backend(backend)
         self.qfunc, self.n_qubits, self.backend, self.seed = qfunc, n_qubits, backend, seed
+        self.path = resolve_path(path)  # the Aer call used: "private" or "public"
         self.stats = ExecutionStats()
         self.shift_mask = None  # None or a bool tensor broadcastable to (N, K, P)
+        self.sampler = ShotSampler(backend.shots, seed) if backend.shots else None
         self._plans: dict[tuple, _Plan] = {}
-        self._sim = None  # Aer objects are made on first use, and again after a fork
+        self._ready = False  # Aer settings are made on first use, and again after a fork
         self._pid = os.getpid()
         self._device = None  # the fake IBM backend named by backend.noise
-        self._noise = None  # the noise model as Aer's dict
-        self._readout_errors: dict[int, np.ndarray] = {}  # physical qubit -> 2x2 confusion
-        self._threads = 1  # parallel experiments per Aer call (set with the simulator)
-        self._library_dir = ""
+        self._noise_model = None  # gate noise as a qiskit-aer NoiseModel (None: ideal gates)
+        self._readout_errors: dict[int | None, np.ndarray] = {}  # physical qubit -> 2x2
+        self._options: dict[str, Any] = {}
+        self._copies = 1  # template copies Aer runs as parallel experiments
+
+    # -- the random stream ----------------------------------------------------------
+    def reseed(self, seed: int) -> None:
+        """Restart shot sampling at ``seed``."""
+        self.seed = seed
+        if self.sampler is not None:
+            self.sampler.reseed(seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The sampler's seed and call count (empty without shots)."""
+        return {} if self.sampler is None else {"sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the draws :meth:`state_dict` described."""
+        if self.sampler is not None and "sampler" in state:
+            self.sampler.load_state_dict(state["sampler"])
+            self.seed = self.sampler.seed
 
     # -- public helpers -------------------------------------------------------------
     def trace(self, inputs: torch.Tensor, weights: dict[str, torch.Tensor]) -> Traced:
@@ -384,30 +495,37 @@ class AerExecutor(ExecutorBase):
     def __call__(self, inputs: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
         n, k, _ = inputs.shape
         traced = self.trace(inputs, weights)
+        plan = self._plan(traced)
         theta = traced.angle_matrix().expand(n * k, len(traced.angles)).cpu()  # (R, P)
         shift = self.shift_matrix(traced, n, k)  # (R, P)
-        values, jacobian = self._evaluate(traced, theta.detach().numpy(), shift.numpy())
-        out = _ParameterShift.apply(theta, torch.from_numpy(values), torch.from_numpy(jacobian))
+        call = self.sampler.next_call() if self.sampler is not None else 0
+        values, jacobian = self._evaluate(plan, theta.detach().numpy(), shift.numpy(), call)
+        quantities = _ParameterShift.apply(theta, torch.from_numpy(values),
+                                           torch.from_numpy(jacobian))  # (R, L)
+        out = plan.outputs(quantities, traced.coefficients)  # (R, n_outputs)
         return out.reshape(n, k, -1).to(device=inputs.device, dtype=inputs.dtype)  # (N, K, O)
 
     def _plan(self, traced: Traced) -> _Plan:
         if self._pid != os.getpid():  # a forked child rebuilds every Aer object
-            self._plans, self._sim, self._pid = {}, None, os.getpid()
+            self._plans, self._ready, self._pid = {}, False, os.getpid()
         plan = self._plans.get(traced.structure)
         if plan is None:
             self._setup()
             if len(self._plans) >= _MAX_PLANS:  # structures that vary with the data
                 self._plans.pop(next(iter(self._plans)))
             plan = self._plans[traced.structure] = _Plan(
-                traced, self._device, self._readout, self._threads, self._noise
-            )
+                traced, self._device, self._readout, self._runner)
         return plan
 
+    def _runner(self, circuits: list, params: list):
+        from qepi.compat.aer import TemplateRunner
+
+        return TemplateRunner(circuits, params, self._options, self._noise_model,
+                              copies=self._copies, path=self.path)
+
     def _setup(self) -> None:
-        if self._sim is not None:
+        if self._ready:
             return
-        from qiskit_aer import AerSimulator
-        from qiskit_aer.backends.backend_utils import LIBRARY_DIR
         from qiskit_aer.noise import NoiseModel, depolarizing_error
 
         b = self.backend
@@ -421,76 +539,34 @@ class AerExecutor(ExecutorBase):
         elif b.noise:
             self._device = fake_backend(b.noise)
             noise = NoiseModel.from_backend(self._device)
-        if noise is not None:
-            for qubits, error in noise._local_readout_errors.items():
-                self._readout_errors[qubits[0]] = np.asarray(error.probabilities, dtype=float)
+            self._readout_errors = readout_confusions(noise)
         noisy = noise is not None and not noise.is_ideal()
-        self._threads = b.threads or os.cpu_count() or 1
-        self._sim = AerSimulator(
-            method="density_matrix" if noisy else "statevector",
-            runtime_parameter_bind_enable=True,
-            max_parallel_threads=b.threads,
-            max_parallel_experiments=0,
-            seed_simulator=self.seed,
-        )
-        self._noise = noise.to_dict(serializable=True) if noisy else {}
-        self._library_dir = LIBRARY_DIR
+        self._noise_model = noise if noisy else None
+        self._copies = b.threads or os.cpu_count() or 1
+        self._options = {"method": "density_matrix" if noisy else "statevector",
+                         "runtime_parameter_bind_enable": True,
+                         "max_parallel_threads": b.threads, "max_parallel_experiments": 0}
+        self._ready = True
 
     def _readout(self, qubit: int) -> np.ndarray:
         """P(measured = column | true = row) for one physical qubit."""
         if self.backend.noise == "depolarizing":
             r = self.backend.readout_error
             return np.array([[1 - r, r], [r, 1 - r]])
-        return self._readout_errors.get(qubit, np.eye(2))
+        return self._readout_errors.get(qubit, self._readout_errors.get(None, np.eye(2)))
 
-    def _run(self, plan: _Plan, values: np.ndarray) -> np.ndarray:
-        """Word expectation values (C, W) of the circuits with angle rows ``values`` (C, P)."""
-        # Aer's own run path minus its per-call work: the templates were assembled once
-        # (aer_compiler.assemble_circuits), the noise model serialised once, and the result
-        # dict is read directly instead of becoming a qiskit Result (AerSimulator._execute_circuits
-        # and AerBackend._execute_circuits_job do the same steps on every call).
-        from qiskit_aer.backends.aer_compiler import generate_aer_config
+    def _run(self, plan: _Plan, values: np.ndarray, call: int, ids: np.ndarray) -> np.ndarray:
+        """Quantities (C, L) of the circuits with angle rows ``values`` (C, P) and ids (C,)."""
+        quantities = np.empty((len(values), plan.n_quantities))  # (C, L)
+        if plan.runner is None:
+            return quantities
+        for g, (group, probs) in enumerate(zip(plan.groups, plan.runner.probabilities(values))):
+            probs = self._measure(probs, group, call, ids, g)  # (C, 2**m)
+            quantities[:, group.columns] = probs @ group.matrix
+        return quantities
 
-        c = len(values)
-        copies = max(1, min(plan.copies, c // _MIN_ROWS_PER_COPY))
-        parts = np.array_split(np.arange(c), copies)
-        circuits, parameterizations = [], []
-        for g, group in enumerate(plan.groups):
-            if not group.bindings:  # a template without angles runs once
-                circuits.append(plan.aer_circuits[g][0])
-                parameterizations.append([])
-                continue
-            columns = [(where, (a * values[:, j] + b)) for where, j, a, b in group.bindings]
-            for copy, rows in enumerate(parts):
-                circuits.append(plan.aer_circuits[g][copy])
-                parameterizations.append([[where, col[rows].tolist()] for where, col in columns])
-        config = generate_aer_config(plan.circuits, self._sim.options, shots=1)
-        config.library_dir = self._library_dir
-        config.parameterizations = parameterizations
-        gc_was_enabled = gc.isenabled()
-        gc.disable()  # the result holds one small dict per circuit: no need to scan them
-        try:
-            output = self._sim._controller.execute(circuits, plan.noise, config)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        if not output.get("success", False):
-            raise RuntimeError(f"Aer simulation failed: {output.get('status')}")
-        results = output["results"]  # binds of every copy of template 0, then of template 1, ...
-        words = np.empty((c, len(plan.words)))  # (C, W)
-        start = 0
-        for g, group in enumerate(plan.groups):
-            if group.bindings:
-                probs = np.stack([res["data"]["p"] for res in results[start:start + c]])
-                start += c
-            else:  # a template without angles runs once
-                probs = np.repeat(results[start]["data"]["p"][None], c, axis=0)
-                start += 1
-            probs = self._measure(probs, group, values, g)  # (C, 2**m)
-            words[:, group.words] = probs @ group.signs
-        return words
-
-    def _measure(self, probs: np.ndarray, group: _Group, values: np.ndarray, g: int) -> np.ndarray:
+    def _measure(self, probs: np.ndarray, group: _Group, call: int, ids: np.ndarray,
+                 g: int) -> np.ndarray:
         """Apply readout confusion and, with shots, replace probabilities by sampled frequencies."""
         m = len(group.readout)
         if any(not np.array_equal(mat, np.eye(2)) for mat in group.readout):
@@ -498,28 +574,19 @@ class AerExecutor(ExecutorBase):
             for bit, mat in enumerate(group.readout):
                 tensor = np.moveaxis(np.tensordot(tensor, mat, axes=([m - bit], [0])), -1, m - bit)
             probs = tensor.reshape(len(probs), -1)
-        shots = self.backend.shots
-        if not shots:
+        if self.sampler is None:
             return probs
-        probs = np.clip(probs, 0.0, None)
-        probs /= probs.sum(axis=1, keepdims=True)
-        freqs = np.empty_like(probs)
-        keys = row_keys(values, self.seed * 1_000_003 + g)
-        for c, key in enumerate(keys.tolist()):
-            rng = np.random.Generator(np.random.Philox(key=key))
-            freqs[c] = rng.multinomial(shots, probs[c]) / shots
-        return freqs
+        return self.sampler.frequencies(probs, call, ids, stream=g)
 
-    def _evaluate(self, traced: Traced, theta: np.ndarray, shift: np.ndarray):
-        """Values (R, O) and Jacobian (R, O, P) from the unshifted and ±π/2 rows.
+    def _evaluate(self, plan: _Plan, theta: np.ndarray, shift: np.ndarray, call: int):
+        """Quantities (R, L) and their Jacobian (R, L, P) from the unshifted and ±π/2 rows.
 
         Rows are taken in blocks of at most ``backend.chunk_rows`` circuits (at least one
         row each), so memory stays bounded whatever the batch; one Aer run per block.
         """
-        plan = self._plan(traced)
         r, p = theta.shape
-        values = np.empty((r, len(plan.coeffs)))  # (R, O)
-        jacobian = np.zeros((r, len(plan.coeffs), p))  # (R, O, P)
+        values = np.empty((r, plan.n_quantities))  # (R, L)
+        jacobian = np.zeros((r, plan.n_quantities, p))  # (R, L, P)
         cost = np.cumsum(1 + 2 * shift.sum(axis=1))  # circuits up to and including each row
         start = 0
         while start < r:
@@ -527,7 +594,8 @@ class AerExecutor(ExecutorBase):
             stop = int(np.searchsorted(cost, done + self.backend.chunk_rows, side="right"))
             stop = max(start + 1, stop)
             every, rows, cols = shifted_rows(theta[start:stop], shift[start:stop])  # (B + 2M, P)
-            outputs = self._run(plan, every) @ plan.coeffs.T  # (B + 2M, O)
+            ids = circuit_ids(start, stop - start, rows, cols, p)  # (B + 2M,)
+            outputs = self._run(plan, every, call, ids)  # (B + 2M, L)
             b, m = stop - start, len(rows)
             values[start:stop] = outputs[:b]
             jacobian[start + rows, :, cols] = (outputs[b:b + m] - outputs[b + m:]) / 2
@@ -545,5 +613,5 @@ register_backend(BackendEntry(
     capabilities=AerExecutor.capabilities,
 ))
 
-__all__ = ["AerExecutor", "check_backend", "fake_backend", "fake_backend_class", "row_keys",
-           "shifted_rows"]
+__all__ = ["AerExecutor", "check_backend", "circuit_ids", "fake_backend", "fake_backend_class",
+           "qwc_groups", "readout_confusions", "shifted_rows"]

@@ -1,10 +1,17 @@
 """PennyLane circuit -> flat gate list with torch angles -> Qiskit template.
 
 :func:`trace_gates` records a quantum function once per call with torch tensors (rows
-broadcast along a leading batch dimension) and decomposes every operation down to
-:data:`SHIFTABLE_GATES` (one angle, two-term parameter-shift rule
-``df/dθ = [f(θ + π/2) - f(θ - π/2)] / 2``) and :data:`FIXED_GATES` (no angle). The angles
-stay torch tensors, differentiable in whatever they were computed from.
+broadcast along a leading batch dimension) and decomposes every operation (PennyLane's own
+decompositions, applied until nothing else is left) down to :data:`SHIFTABLE_GATES` (one
+angle, two-term parameter-shift rule ``df/dθ = [f(θ + π/2) - f(θ - π/2)] / 2``) and
+:data:`FIXED_GATES` (no angle), all native to Aer's statevector and density-matrix methods.
+The angles stay torch tensors, differentiable in whatever they were computed from (a
+trainable ``QubitUnitary`` matrix included).
+
+Measurements become :class:`Measurement` records: ``expval`` and ``var`` of an observable
+written as Pauli words (its ``pauli_rep``, or the Pauli decomposition of its matrix) whose
+coefficients stay torch tensors in :attr:`Traced.coefficients` (trainable coefficients
+keep their gradient), and ``probs`` of some wires.
 
 :func:`to_qiskit` turns the gate list into a ``QuantumCircuit`` with one plain
 ``Parameter`` per angle; :func:`bind_row` gives the bound circuit of one row, e.g. for
@@ -16,13 +23,14 @@ Example:
     >>> def circuit(inputs, weights):
     ...     qml.RY(inputs[..., 0], wires=0)
     ...     qml.CRX(weights[0], wires=[0, 1])
-    ...     return [qml.expval(qml.PauliZ(1)), qml.expval(qml.PauliX(0) @ qml.PauliZ(1))]
-    >>> traced = trace_gates(circuit, torch.rand(5, 1), {"weights": torch.rand(1)}, n_qubits=2)
+    ...     return [qml.expval(qml.PauliZ(1)), qml.var(weights[1] * qml.PauliX(0) @ qml.PauliZ(1)),
+    ...             qml.probs(wires=[1])]
+    >>> traced = trace_gates(circuit, torch.rand(5, 1), {"weights": torch.rand(2)}, n_qubits=2)
     >>> [g.name for g in traced.gates]
     ['RY', 'RZ', 'RY', 'CNOT', 'RY', 'CNOT', 'RZ']
-    >>> traced.n_rows, traced.observables
-    (5, [[(1.0, 'IZ')], [(1.0, 'XZ')]])
-    >>> qc, params = to_qiskit(traced)
+    >>> traced.n_rows, [(m.kind, m.words, m.wires) for m in traced.measurements]
+    (5, [('expval', ('IZ',), ()), ('var', ('XZ',), ()), ('probs', (), (1,))])
+    >>> qc, params = to_qiskit(traced, save_expectation_values=False)
     >>> qc.num_qubits, len(params), traced.angle_matrix().shape
     (2, 5, torch.Size([5, 5]))
     >>> from qiskit.qasm3 import dumps
@@ -35,6 +43,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Union
 
 import numpy as np
 import torch
@@ -54,7 +63,9 @@ SHIFTABLE_GATES: dict[str, str] = {
     "IsingZZ": "rzz",
 }
 
-# PennyLane name -> Qiskit name for gates without an angle.
+# PennyLane name -> Qiskit name for gates without an angle. Every Qiskit name here is native
+# to Aer's statevector and density-matrix methods; anything else (ISWAP, SISWAP, CSWAP, CH,
+# controlled and adjoint forms, QubitUnitary, ...) is decomposed by PennyLane first.
 FIXED_GATES: dict[str, str] = {
     "PauliX": "x",
     "PauliY": "y",
@@ -70,16 +81,19 @@ FIXED_GATES: dict[str, str] = {
     "CY": "cy",
     "CZ": "cz",
     "SWAP": "swap",
-    "ISWAP": "iswap",
     "ECR": "ecr",
     "Toffoli": "ccx",
-    "CSWAP": "cswap",
 }
 
 # Operations without any effect on expectation values.
 _DROPPED = {"Identity", "GlobalPhase", "Barrier"}
+_MATRIX_GATES = {"QubitUnitary", "ControlledQubitUnitary"}  # decomposed from a matrix
+_MAX_DEPTH = 32  # nested decompositions before a gate counts as undecomposable
+_MAX_MATRIX_WIRES = 8  # observables without a Pauli form: decompose matrices up to this size
 
 SHIFT = math.pi / 2  # the shift of every angle in SHIFTABLE_GATES
+
+Coefficient = Union[float, torch.Tensor]  # a number, or a tensor of shape () or (n_rows,)
 
 
 @dataclass(frozen=True)
@@ -93,26 +107,50 @@ class Gate:
     const: float | None = None
 
 
+@dataclass(frozen=True)
+class Measurement:
+    """One measurement of the circuit, without its coefficient values.
+
+    ``expval`` / ``var``: ``words`` are the observable's Pauli words (one letter of ``IXYZ``
+    per wire, wire 0 first), with coefficients in :attr:`Traced.coefficients`. ``probs``:
+    ``wires`` in PennyLane's order (the first wire is the most significant outcome bit).
+    """
+
+    kind: str  # "expval" | "var" | "probs"
+    words: tuple[str, ...] = ()
+    wires: tuple[int, ...] = ()
+
+    @property
+    def width(self) -> int:
+        """Output columns: 1, or ``2 ** len(wires)`` for ``probs``."""
+        return 2 ** len(self.wires) if self.kind == "probs" else 1
+
+
 @dataclass
 class Traced:
-    """A circuit as gates, per-gate torch angles and measured Pauli observables.
+    """A circuit as gates, per-gate torch angles and its measurements.
 
     ``angles[j]`` has shape (n_rows,) or () and feeds gate ``g`` with ``g.angle == j``.
-    ``observables[o]`` is output ``o`` as a list of ``(coefficient, word)``; a word has one
-    letter of ``IXYZ`` per wire, wire 0 first.
+    ``coefficients[o][i]`` is the coefficient of ``measurements[o].words[i]`` (a number or a
+    tensor of shape () or (n_rows,), differentiable where it came from weights or inputs).
     """
 
     n_qubits: int
     gates: list[Gate]
     angles: list[torch.Tensor]
-    observables: list[list[tuple[float, str]]]
+    measurements: list[Measurement]
+    coefficients: list[list[Coefficient]]
     n_rows: int | None  # None when nothing was batched
     structure: tuple = field(init=False)
 
     def __post_init__(self):
-        # everything but the angle values: equal structures share one Qiskit template
-        obs = tuple(tuple(o) for o in self.observables)
-        self.structure = (self.n_qubits, tuple(self.gates), obs)
+        # everything but the angle and coefficient values: equal structures share a template
+        self.structure = (self.n_qubits, tuple(self.gates), tuple(self.measurements))
+
+    @property
+    def n_outputs(self) -> int:
+        """Output columns, measurements flattened in order."""
+        return sum(m.width for m in self.measurements)
 
     def angle_matrix(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """Every angle of every row as one differentiable (n_rows, n_angles) tensor."""
@@ -122,7 +160,7 @@ class Traced:
         return torch.stack([a.to(dtype).expand(rows) for a in self.angles], dim=-1)
 
 
-def flatten_op(op, out: list) -> None:
+def flatten_op(op, out: list, depth: int = 0) -> None:
     """Append ``op`` decomposed down to supported gates to ``out``."""
     name = op.name
     if name in _DROPPED:
@@ -130,41 +168,169 @@ def flatten_op(op, out: list) -> None:
     if name in SHIFTABLE_GATES or name in FIXED_GATES:
         out.append(op)
         return
-    if not op.has_decomposition:
+    if name in _MATRIX_GATES and _trainable_multiwire_matrix(op):
+        raise UserError(
+            f"gate {name} on wires {list(op.wires)}: a trainable matrix on 2 or more target "
+            f"wires cannot be run by the aer backend (PennyLane's decomposition of it is not "
+            f"differentiable in torch); build it from rotation gates, or use a 1-wire matrix"
+        )
+    if depth >= _MAX_DEPTH or not op.has_decomposition:
         raise UserError(
             f"gate {name} cannot be run by the aer backend: it has no decomposition into "
             f"gates with a two-term shift rule ({', '.join(SHIFTABLE_GATES)}) and fixed gates"
         )
-    for sub in op.decomposition():
-        flatten_op(sub, out)
+    try:
+        decomposition = op.decomposition()
+    except Exception as err:  # PennyLane's decompositions fail with NumPy, torch or own errors
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"gate {name} on wires {list(op.wires)} cannot be run by the aer "
+                        f"backend: PennyLane cannot decompose it ({first})") from None
+    for sub in decomposition:
+        flatten_op(sub, out, depth + 1)
 
 
-def _pauli_terms(mp, n_qubits: int) -> list[tuple[float, str]]:
-    from pennylane.measurements import ExpectationMP
+def _trainable_multiwire_matrix(op) -> bool:
+    """True for a QubitUnitary-like gate whose matrix needs a gradient and acts on 2+ wires."""
+    target = op.base.wires if hasattr(op, "base") else op.wires
+    matrix = op.data[0] if op.data else None
+    return (len(target) >= 2 and isinstance(matrix, torch.Tensor) and matrix.requires_grad
+            and torch.is_grad_enabled())
 
-    if not isinstance(mp, ExpectationMP) or mp.obs is None:
-        raise UserError(
-            f"the aer backend measures expectation values only, got {mp.__class__.__name__}"
-        )
-    rep = mp.obs.pauli_rep
-    if rep is None:
-        raise UserError(f"observable {mp.obs} is not a sum of Pauli words (aer backend)")
-    terms = []
-    for word, coeff in rep.items():
-        coeff = complex(coeff.detach() if isinstance(coeff, torch.Tensor) else coeff)
-        if abs(coeff.imag) > 1e-12:
-            raise UserError(f"observable {mp.obs} has a complex coefficient")
-        letters = ["I"] * n_qubits
-        for wire, letter in word.items():
-            letters[_wire_index(wire, n_qubits)] = letter
-        terms.append((float(coeff.real), "".join(letters)))
-    return terms
+
+_PAULI_PRODUCTS = {("X", "Y"): (1j, "Z"), ("Y", "Z"): (1j, "X"), ("Z", "X"): (1j, "Y"),
+                   ("Y", "X"): (-1j, "Z"), ("Z", "Y"): (-1j, "X"), ("X", "Z"): (-1j, "Y")}
+
+
+def multiply_words(a: str, b: str) -> tuple[complex, str]:
+    """The product of two Pauli words as ``(phase, word)``: ``P_a P_b = phase * P_word``.
+
+    >>> multiply_words("XZ", "YZ")
+    (1j, 'ZI')
+    """
+    phase, letters = 1 + 0j, []
+    for p, q in zip(a, b):
+        if p == "I" or q == "I":
+            letters.append(q if p == "I" else p)
+        elif p == q:
+            letters.append("I")
+        else:
+            factor, letter = _PAULI_PRODUCTS[(p, q)]
+            phase *= factor
+            letters.append(letter)
+    return phase, "".join(letters)
+
+
+def _real(coeff, obs) -> Coefficient:
+    """A coefficient as a real number or real tensor; a complex one is refused."""
+    if isinstance(coeff, torch.Tensor):
+        if coeff.is_complex():
+            if coeff.detach().imag.abs().max() > 1e-10:
+                raise UserError(f"observable {obs} has a complex coefficient")
+            coeff = coeff.real
+        return coeff
+    value = complex(np.asarray(coeff).item())
+    if abs(value.imag) > 1e-12:
+        raise UserError(f"observable {obs} has a complex coefficient")
+    return float(value.real)
+
+
+def _word(pauli_word, n_qubits: int) -> str:
+    letters = ["I"] * n_qubits
+    for wire, letter in pauli_word.items():
+        letters[_wire_index(wire, n_qubits)] = letter
+    return "".join(letters)
+
+
+def _add(terms: dict[str, Coefficient], word: str, coeff: Coefficient) -> None:
+    terms[word] = terms[word] + coeff if word in terms else coeff
+
+
+def observable_terms(obs, n_qubits: int) -> dict[str, Coefficient]:
+    """``obs`` as ``{Pauli word: coefficient}``; coefficients keep their torch graph.
+
+    Uses PennyLane's ``pauli_rep`` where it has one, walks sums, products and scalar
+    products (e.g. with a batched coefficient), and otherwise decomposes the observable's
+    matrix into Pauli words (``Hermitian``, ``Projector``, ...).
+
+    >>> import pennylane as qml, torch
+    >>> w = torch.tensor([0.5, 2.0])
+    >>> terms = observable_terms(w[0] * qml.Z(0) + w[1] * qml.X(0) @ qml.X(1), 2)
+    >>> {word: round(float(c), 3) for word, c in terms.items()}
+    {'ZI': 0.5, 'XX': 2.0}
+    >>> {word: round(float(c), 3) for word, c in observable_terms(qml.Projector([1], 0), 1).items()}
+    {'I': 0.5, 'Z': -0.5}
+    """
+    import pennylane as qml
+    from pennylane.ops import Prod, SProd, Sum
+
+    rep = obs.pauli_rep
+    terms: dict[str, Coefficient] = {}
+    if rep is not None:
+        for pauli_word, coeff in rep.items():
+            _add(terms, _word(pauli_word, n_qubits), coeff)
+    elif isinstance(obs, SProd):
+        for word, coeff in observable_terms(obs.base, n_qubits).items():
+            _add(terms, word, obs.scalar * coeff)
+    elif isinstance(obs, Sum):
+        for operand in obs.operands:
+            for word, coeff in observable_terms(operand, n_qubits).items():
+                _add(terms, word, coeff)
+    elif isinstance(obs, Prod):
+        terms = {"I" * n_qubits: 1.0}
+        for factor in obs.operands:
+            product: dict[str, Coefficient] = {}
+            for word, coeff in terms.items():
+                for other, factor_coeff in observable_terms(factor, n_qubits).items():
+                    phase, result = multiply_words(word, other)
+                    _add(product, result, phase * coeff * factor_coeff)
+            terms = product
+    elif obs.has_matrix and len(obs.wires) <= _MAX_MATRIX_WIRES:
+        matrix = qml.matrix(obs, wire_order=obs.wires)
+        if qml.math.ndim(matrix) != 2:
+            raise UserError(f"observable {obs}: a batch of matrices cannot be measured on aer")
+        for pauli_word, coeff in qml.pauli_decompose(matrix, wire_order=obs.wires,
+                                                     pauli=True).items():
+            _add(terms, _word(pauli_word, n_qubits), coeff)
+    else:
+        raise UserError(f"observable {obs} has no Pauli decomposition the aer backend can "
+                        f"measure; use a sum of Pauli words or a Hermitian on at most "
+                        f"{_MAX_MATRIX_WIRES} wires")
+    return {word: _real(coeff, obs) for word, coeff in terms.items()}
+
+
+def _measurement(mp, n_qubits: int) -> tuple[Measurement, list[Coefficient]]:
+    from pennylane.measurements import ExpectationMP, ProbabilityMP, VarianceMP
+
+    kind = {ExpectationMP: "expval", VarianceMP: "var", ProbabilityMP: "probs"}.get(type(mp))
+    if kind is None:
+        raise UserError(f"measurement {type(mp).__name__} is not supported by the aer backend "
+                        f"(it measures expval, var and probs)")
+    if getattr(mp, "mv", None) is not None:
+        raise UserError(f"{kind} of a mid-circuit measurement is not supported by the aer backend")
+    if kind == "probs":
+        if mp.obs is not None:
+            raise UserError("probs(op=...) is not supported by the aer backend; rotate the "
+                            "basis in the circuit and use probs(wires=...)")
+        wires = tuple(_wire_index(w, n_qubits) for w in mp.wires) or tuple(range(n_qubits))
+        return Measurement("probs", wires=wires), []
+    if mp.obs is None:
+        raise UserError(f"{kind} needs an observable on the aer backend")
+    terms = observable_terms(mp.obs, n_qubits)
+    return Measurement(kind, words=tuple(terms)), list(terms.values())
 
 
 def _wire_index(wire, n_qubits: int) -> int:
     if isinstance(wire, (int, np.integer)) and 0 <= int(wire) < n_qubits:
         return int(wire)
     raise UserError(f"wire {wire!r} is not one of the integer wires 0..{n_qubits - 1}")
+
+
+def _rows_of(value: torch.Tensor, n_rows: int | None, what: str) -> int | None:
+    """Check that ``value`` is a scalar or one value per row; returns the row count."""
+    if value.dim() > 1 or (value.dim() == 1 and n_rows not in (None, len(value))):
+        raise UserError(f"{what}: shape {tuple(value.shape)} is neither a scalar nor one "
+                        f"value per row ({n_rows} rows)")
+    return len(value) if value.dim() == 1 else n_rows
 
 
 def trace_gates(
@@ -177,7 +343,7 @@ def trace_gates(
 
     ``inputs`` is (R, F) (or (F,)); weights are unbatched or carry a leading R dimension.
     Wires must be the integers 0..n_qubits-1 (``n_qubits`` defaults to the largest wire + 1).
-    Raises :class:`~qepi.errors.UserError` naming a gate that cannot be decomposed.
+    Raises :class:`~qepi.errors.UserError` naming a gate or measurement that cannot be run.
     """
     import pennylane as qml
 
@@ -196,17 +362,25 @@ def trace_gates(
             continue
         (theta,) = op.parameters
         if not isinstance(theta, torch.Tensor) and np.ndim(theta) == 0:
-            gates.append(Gate(op.name, wires, const=float(theta)))
+            gates.append(Gate(op.name, wires, const=float(np.real(theta))))
             continue
         theta = torch.as_tensor(theta)  # a NumPy angle array becomes a constant tensor
-        if theta.dim() > 1 or (theta.dim() == 1 and n_rows not in (None, len(theta))):
-            raise UserError(f"gate {op.name} on wires {wires}: angle of shape {tuple(theta.shape)}")
-        if theta.dim() == 1 and n_rows is None:
-            n_rows = len(theta)
+        if theta.is_complex():  # e.g. from decomposing a complex matrix
+            if theta.detach().imag.abs().max() > 1e-10:
+                raise UserError(f"gate {op.name} on wires {wires}: complex angle")
+            theta = theta.real
+        n_rows = _rows_of(theta, n_rows, f"gate {op.name} on wires {wires}: angle")
         gates.append(Gate(op.name, wires, angle=len(angles)))
         angles.append(theta)
-    observables = [_pauli_terms(mp, n_qubits) for mp in tape.measurements]
-    return Traced(n_qubits, gates, angles, observables, n_rows)
+    measurements, coefficients = [], []
+    for mp in tape.measurements:
+        measurement, coeffs = _measurement(mp, n_qubits)
+        for c in coeffs:
+            if isinstance(c, torch.Tensor):
+                n_rows = _rows_of(c, n_rows, f"coefficient of {mp}")
+        measurements.append(measurement)
+        coefficients.append(coeffs)
+    return Traced(n_qubits, gates, angles, measurements, coefficients, n_rows)
 
 
 def gates_to_circuit(traced: Traced, params) -> "qiskit.QuantumCircuit":  # noqa: F821
@@ -232,8 +406,8 @@ def qiskit_pauli(word: str) -> str:
 def to_qiskit(traced: Traced, save_expectation_values: bool = True):
     """A template with one plain ``Parameter`` per angle: ``(QuantumCircuit, [Parameter])``.
 
-    With ``save_expectation_values`` every output is saved as an Aer expectation value
-    labelled ``out{o}``.
+    With ``save_expectation_values`` every output, which must then be an ``expval`` with
+    constant coefficients, is saved as an Aer expectation value labelled ``out{o}``.
     """
     from qiskit.circuit import Parameter
     from qiskit.quantum_info import SparsePauliOp
@@ -243,8 +417,12 @@ def to_qiskit(traced: Traced, save_expectation_values: bool = True):
     if save_expectation_values:
         from qiskit_aer.library import SaveExpectationValue
 
-        for o, terms in enumerate(traced.observables):
-            op = SparsePauliOp([qiskit_pauli(w) for _, w in terms], [c for c, _ in terms])
+        for o, (m, coeffs) in enumerate(zip(traced.measurements, traced.coefficients)):
+            if m.kind != "expval" or any(isinstance(c, torch.Tensor) and c.dim() for c in coeffs):
+                raise UserError(f"output {o}: only expval with unbatched coefficients can be "
+                                f"saved as an Aer expectation value")
+            values = [float(c.detach()) if isinstance(c, torch.Tensor) else c for c in coeffs]
+            op = SparsePauliOp([qiskit_pauli(w) for w in m.words], values)
             qc.append(SaveExpectationValue(op, label=f"out{o}"), range(traced.n_qubits))
     return qc, params
 
@@ -264,9 +442,13 @@ __all__ = [
     "SHIFT",
     "SHIFTABLE_GATES",
     "Gate",
+    "Measurement",
     "Traced",
     "bind_row",
+    "flatten_op",
     "gates_to_circuit",
+    "multiply_words",
+    "observable_terms",
     "qiskit_pauli",
     "to_qiskit",
     "trace_gates",

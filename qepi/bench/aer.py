@@ -3,7 +3,10 @@
 On one layer (angle encoding + strongly entangling ansatz, ⟨Z⟩ on every wire, weights
 trainable, inputs not) and ``--tokens`` input rows, it measures in one run:
 
-- ``qepi_step_s``: qepi's aer backend, forward + backward (best of ``--repeats``);
+- ``qepi_step_s``: qepi's aer backend, forward + backward (best of ``--repeats``), on Aer's
+  private fast path where the installed qiskit-aer is a tested release (``aer_path``);
+- ``qepi_public_step_s``: the same step on Aer's public ``AerSimulator.run`` path, the
+  fallback outside the tested releases (:mod:`qepi.compat.aer`), and ``public_vs_private``;
 - ``raw_aer_best_s``: the fastest hand-written ``AerSimulator.run`` over exactly the same
   parameter rows (one template with plain Parameters and saved expectation values,
   ``parameter_binds``), trying Aer's default options, ``max_parallel_experiments=0`` and
@@ -52,7 +55,7 @@ def _raw_aer(traced, rows: np.ndarray, repeats: int) -> dict:
 
     template, params = to_qiskit(traced)
     binds = [{p: rows[:, j].tolist() for j, p in enumerate(params)}]
-    labels = [f"out{o}" for o in range(len(traced.observables))]
+    labels = [f"out{o}" for o in range(len(traced.measurements))]
     out = {}
     for label, options in RAW_OPTIONS.items():
         walls, executes = [], []
@@ -64,7 +67,7 @@ def _raw_aer(traced, rows: np.ndarray, repeats: int) -> dict:
                                for r in result.results])  # (C, n_outputs)
             walls.append(time.perf_counter() - start)
             executes.append(result.metadata["time_taken_execute"])
-        assert values.shape == (len(rows), len(traced.observables))
+        assert values.shape == (len(rows), len(traced.measurements))
         out[label] = {"wall_s": min(walls), "execute_s": min(executes)}
     return out
 
@@ -104,16 +107,20 @@ def main(args) -> int:
     spec = build_circuit(Circuit(n_qubits=args.qubits, n_layers=args.layers))
     x = torch.rand(args.tokens, 1, args.qubits, dtype=torch.float64)  # (N, K=1, F)
     w = torch.rand(1, *spec.weight_shapes["weights"], dtype=torch.float64, requires_grad=True)
-    executor = AerExecutor(spec.qfunc, args.qubits, Backend(name="aer", shots=args.shots))
+    backend = Backend(name="aer", shots=args.shots)
+    executor = AerExecutor(spec.qfunc, args.qubits, backend)
+    public = AerExecutor(spec.qfunc, args.qubits, backend, path="public")
 
-    def step():
+    def step(run=executor):
         w.grad = None
-        executor(x, {"weights": w}).sum().backward()
+        run(x, {"weights": w}).sum().backward()
 
     step()  # builds and assembles the template once
     before = executor.stats.circuits
     qepi_s = _best(step, repeats)
     circuits = (executor.stats.circuits - before) // repeats
+    step(public)
+    public_s = _best(lambda: step(public), repeats)
 
     traced = executor.trace(x, {"weights": w})
     theta = traced.angle_matrix().detach().numpy()  # (R, P)
@@ -125,7 +132,9 @@ def main(args) -> int:
     report = {
         "qubits": args.qubits, "layers": args.layers, "tokens": args.tokens,
         "shots": args.shots, "angles": len(traced.angles), "circuits": circuits,
-        "qepi_step_s": qepi_s, "raw_aer_best_s": raw_best, "vs_raw_best": qepi_s / raw_best,
+        "qepi_step_s": qepi_s, "aer_path": executor.path,
+        "qepi_public_step_s": public_s, "public_vs_private": public_s / qepi_s,
+        "raw_aer_best_s": raw_best, "vs_raw_best": qepi_s / raw_best,
         "aer_execute_s": execute, "overhead": qepi_s / execute, "raw_aer": raw,
         "raw_note": "raw runs evaluate exact expectation values of the same rows",
     }

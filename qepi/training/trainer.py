@@ -187,6 +187,8 @@ class Trainer:
             "counts": self.execution_counts(), "elapsed": self.elapsed(),
             "metrics_lines": None if self.log is None else self.log.lines,
             "rng": rng_state(),
+            "executors": [layer.executor.state_dict()  # e.g. how many shot draws were made
+                          for layer in getattr(self.model, "quantum_layers", list)()],
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -202,6 +204,9 @@ class Trainer:
         self.elapsed_offset = state["elapsed"]
         self.metrics_lines = state["metrics_lines"]
         set_rng_state(state["rng"])
+        layers = getattr(self.model, "quantum_layers", list)()
+        for layer, executor_state in zip(layers, state.get("executors", [])):
+            layer.executor.load_state_dict(executor_state)
 
     def save_checkpoint(self) -> None:
         """Write ``run_dir/checkpoint.pt`` atomically (nothing without a run directory)."""

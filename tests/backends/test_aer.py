@@ -129,15 +129,6 @@ class TestErrors:
         with pytest.raises(UserError, match="gate Mystery"):
             run(torch.rand(2, 1, 1), {"weights": torch.rand(1, 1)})
 
-    def test_non_pauli_observable(self):
-        def circuit(inputs, weights):
-            qml.RY(inputs[..., 0], wires=0)
-            return [qml.probs(wires=0)]
-
-        run = make_executor(circuit, 1, Backend(name="aer"))
-        with pytest.raises(UserError, match="expectation values"):
-            run(torch.rand(2, 1, 1), {"weights": torch.rand(1, 1)})
-
     @pytest.mark.parametrize(
         "backend, message",
         [
@@ -183,21 +174,6 @@ class TestShots:
         # a ±1 outcome averaged over S shots has variance (1 - <Z>^2) / S
         assert values.var(ddof=1) == pytest.approx((1 - exact**2) / shots, rel=0.25)
         assert run.stats.shots == 6 * shots
-
-    def test_same_seed_same_result_regardless_of_batch_order(self):
-        spec = build_circuit(Circuit(n_qubits=2, n_layers=1))
-        gen = torch.Generator().manual_seed(3)
-        x = torch.rand(6, 1, 2, generator=gen, dtype=F64)
-        w = {"weights": torch.rand(1, 1, 2, 3, generator=gen, dtype=F64)}
-        backend = Backend(name="aer", shots=50, chunk_rows=7)
-        y, (gx, gw) = _values_and_grads(make_executor(spec.qfunc, 2, backend, seed=5), x, w)
-        perm = torch.randperm(6, generator=gen)
-        run = make_executor(spec.qfunc, 2, backend, seed=5)
-        y2, (gx2, gw2) = _values_and_grads(run, x[perm], w)
-        assert torch.equal(y2, y[perm]) and torch.equal(gx2, gx[perm])
-        torch.testing.assert_close(gw2, gw, atol=1e-12, rtol=0)  # a sum in another order
-        y3, _ = _values_and_grads(make_executor(spec.qfunc, 2, backend, seed=6), x, w)
-        assert not torch.equal(y3, y)
 
 
 class TestNoise:

@@ -1,0 +1,1 @@
+"""Private third-party APIs, one module per library, each behind a version check."""
