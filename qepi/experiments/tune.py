@@ -45,7 +45,7 @@ from qepi.experiments.sweep import (
     trial_cpus,
     use_assigned_cpus,
 )
-from qepi.training import Callback, atomic_write_text, load_checkpoint, lr_factor
+from qepi.training import Callback, atomic_write_text, load_checkpoint
 
 SCHEDULERS = ("asha", "pbt")
 PLAN = "tune-plan.json"
@@ -69,13 +69,7 @@ def adopt_state(trainer, state: dict[str, Any]) -> None:
     moments and schedule position come from ``state``, the settings from the trainer's
     config (PBT's mutation takes effect)."""
     trainer.load_state(state)
-    t = trainer.cfg.train
-    lr = t.lr * lr_factor(trainer.scheduler.last_epoch, trainer.total_steps, t.schedule, t.warmup_steps)
-    groups = trainer.optimizer.param_groups
-    for group in groups:
-        group.update(initial_lr=t.lr, lr=lr, weight_decay=t.weight_decay)
-    trainer.scheduler.base_lrs = [t.lr] * len(groups)
-    trainer.scheduler._last_lr = [lr] * len(groups)  # what the next logged step reads
+    trainer.apply_train_settings()
 
 
 class TuneReport(Callback):
