@@ -94,8 +94,8 @@ class TestRun:
         before = {p.name: p.read_bytes() for p in out.iterdir()}
         with pytest.raises(UserError, match="finished run.*--overwrite"):
             run(cfg, out, progress=False)
-        bad = update(cfg, data={"task": "nope"})
-        with pytest.raises(UserError, match="data.task"):
+        bad = update(cfg, data={"n_train": 0})
+        with pytest.raises(UserError, match="data.n_train"):
             run(bad, out, progress=False, overwrite=True)
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
         (tmp_path / "mine").mkdir()
