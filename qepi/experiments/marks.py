@@ -41,9 +41,10 @@ from qepi.layers.epigenetic import (
     add_mark_set,
     erase_marks,
     freeze_genome,
-    regulation_report,
+    regulation_on,
     use_marks,
 )
+from qepi.layers.record import ForwardRecord
 from qepi.models import HybridTransformer, count_parameters
 from qepi.training import Trainer, atomic_write_text, evaluate, predict, seed_everything
 
@@ -147,10 +148,8 @@ def marks_experiment(cfg: Config, task_b: list[str] | tuple[str, ...] = (),
 
 def _expression(model, dataset) -> dict[str, float]:
     """Mean expression ratio of every epigenetic layer on the test split."""
-    with torch.no_grad():
-        model.eval()
-        model(dataset.test.x, dataset.test.mask)
-    return {name: round(r["expression_ratio"], 4) for name, r in regulation_report(model).items()}
+    report = regulation_on(model, dataset.test.x, dataset.test.mask)
+    return {name: round(r["expression_ratio"], 4) for name, r in report.items()}
 
 
 def format_report(result: dict[str, Any]) -> str:
@@ -220,8 +219,9 @@ def aer_check(run_dir: str | Path, batch_size: int = 8) -> dict[str, Any]:
     before = sum(layer.executor.stats.circuits for layer in layers)
     model.train()
     start = time.perf_counter()
-    loss = torch.nn.functional.cross_entropy(model(batch.x, batch.mask), batch.y)
-    (loss + model.regularization_loss()).backward()
+    record = ForwardRecord()
+    loss = torch.nn.functional.cross_entropy(model(batch.x, batch.mask, record), batch.y)
+    (loss + record.regularization_loss()).backward()
     result["aer_step_s"] = time.perf_counter() - start
     result["aer_step_circuits"] = sum(layer.executor.stats.circuits for layer in layers) - before
     result["aer_step_tokens"] = batch.x.shape[0] * batch.x.shape[1]
@@ -252,11 +252,12 @@ def expression_bench(qubits: int = 6, layers: int = 2, tokens: int = 32,
             last.bias[on] = 5.0
         x = torch.rand(tokens, 1, qubits, dtype=torch.float64)  # (N, K=1, n_qubits)
 
-        def step():
+        def step(record: ForwardRecord | None = None):
             core.zero_grad()
-            core(x).sum().backward()
+            core(x, record=record).sum().backward()
 
-        step()  # traces, finds the angle map and assembles the template once
+        record = ForwardRecord()
+        step(record)  # traces, finds the angle map and assembles the template once
         stats = core.layer.executor.stats
         times, before = [], stats.circuits
         for _ in range(repeats):
@@ -265,7 +266,7 @@ def expression_bench(qubits: int = 6, layers: int = 2, tokens: int = 32,
             times.append(time.perf_counter() - start)
         circuits = (stats.circuits - before) // repeats
         rows.append({"expression": expression, "expressed_angles": n_on, "angles": core.n_marks,
-                     "measured_expression": core.expression_ratio(), "circuits": circuits,
+                     "measured_expression": core.expression_ratio(record), "circuits": circuits,
                      "circuits_per_token": circuits / tokens, "step_s": min(times)})
     for row in rows:
         row["circuits_vs_first"] = row["circuits"] / rows[0]["circuits"]

@@ -25,7 +25,7 @@ from typing import Any
 from qepi.config import Config, load, to_toml
 from qepi.data import Dataset, load_dataset
 from qepi.errors import UserError
-from qepi.layers.epigenetic import regulation_report
+from qepi.layers.epigenetic import regulation_on
 from qepi.models import HybridTransformer, count_parameters
 from qepi.training import (
     Trainer,
@@ -144,7 +144,7 @@ def _finish(run_dir: Path, cfg: Config, model, dataset: Dataset,
         "circuits": fit["circuits"], "shots": fit["shots"], "wall_time_s": fit["wall_time_s"],
         "qepi_version": __version__, **extra,
     }
-    regulation = regulation_report(model)  # expression ratios of the latest (test) forward
+    regulation = regulation_on(model, dataset.test.x, dataset.test.mask)  # expression on test
     if regulation:
         summary["regulation"] = regulation
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
