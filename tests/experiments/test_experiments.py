@@ -10,7 +10,8 @@ from scipy import stats
 
 from qepi.config import Config, to_toml, update
 from qepi.errors import UserError
-from qepi.experiments import compare, mean_ci, paired_test, render, resume, run, summarize, variant_configs
+from qepi.commands.experiments import render
+from qepi.experiments import compare, mean_ci, paired_test, resume, run, summarize, variant_configs
 from qepi.experiments.compare import verdict
 from qepi.training import Callback, load_model, predict, read_metrics
 
