@@ -101,7 +101,7 @@ class _Section:
 class Backend(_Section):
     """Where circuits run and how their expectation values are estimated."""
 
-    name: str = "default.qubit"  # a registered backend: default.qubit | lightning.qubit | exact | aer
+    name: str = "default.qubit"  # default.qubit | lightning.qubit | exact | aer
     shots: int = 0  # 0 = exact expectation values; > 0 = sampled estimate (aer)
     noise: str = ""  # "" | "depolarizing" | a fake IBM backend, e.g. "FakeManilaV2" (aer)
     depolarizing_1q: float = 0.0  # depolarizing probability after each 1-qubit gate
