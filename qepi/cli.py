@@ -1,30 +1,24 @@
-"""The ``qepi`` command line: parses arguments, calls the package, prints. No logic of its own.
+"""The ``qepi`` command line: parses arguments and calls a handler of :mod:`qepi.commands`.
 
-Every command's handler lives in the module that owns the feature and is imported only
-when that command runs, so ``qepi --help`` stays fast. A user error (bad config, missing
-file, impossible option) prints one line naming the problem and exits with code 2;
-``--debug`` shows the traceback instead.
+Each sub-command names its handler; the handler gets the parsed options as keyword
+arguments, exactly as the parser defines them. A user error (bad config, missing file,
+impossible option: :class:`qepi.errors.UserError` or an operating-system error such as a
+missing file) prints one line naming the problem and exits with code 2; ``--debug`` shows
+the traceback instead. Any other exception is a bug in qepi and keeps its traceback
+(exit code 1).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
+from qepi.circuits import ANSATZE
+from qepi.commands import bench, config, diagnose, experiments, sweep
 from qepi.errors import UserError
 
 EXIT_USER_ERROR = 2
-
-
-def _handler(target: str):
-    """'module:function' -> a handler that imports the module on first call."""
-
-    def run(args: argparse.Namespace) -> int:
-        module, function = target.split(":")
-        return getattr(importlib.import_module(module), function)(args)
-
-    return run
+ROUTING = ("command", "config_command", "bench", "diagnose", "circuits", "debug", "handler")
 
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:
@@ -45,7 +39,7 @@ def _add_experiment_commands(sub) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=_handler("qepi.experiments.commands:train"))
+    p.set_defaults(handler=experiments.train)
 
     p = sub.add_parser(
         "compare", help="quantum vs classical twin vs no-entanglement control over seeds",
@@ -57,9 +51,9 @@ def _add_experiment_commands(sub) -> None:
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
     p.add_argument("--out", help="comparison directory (default: <run.out_dir>/compare-<name>)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier comparison in --out")
-    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.add_argument("--json", dest="as_json", action="store_true", help="print the comparison as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(run=_handler("qepi.experiments.commands:compare"))
+    p.set_defaults(handler=experiments.compare)
 
     p = sub.add_parser("marks", help="task marks: freeze the genome trained on task A, learn a "
                                      "mark set for task B; vs full fine-tuning and from scratch")
@@ -69,27 +63,14 @@ def _add_experiment_commands(sub) -> None:
                    help="how task B's data differs, e.g. --task-b data.pwm_entropy=0.1 (repeatable; "
                         "task B's data is always generated with seed run.seed + 1)")
     p.add_argument("--out", help="output directory (default: <run.out_dir>/marks-<name>)")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier marks experiment in --out")
+    p.add_argument("--json", dest="as_json", action="store_true", help="print the figures as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(run=_handler("qepi.experiments.marks:command"))
+    p.set_defaults(handler=experiments.marks)
 
     p = sub.add_parser("report", help="render the report of a run, comparison or sweep directory again")
     p.add_argument("run_dir", help="a directory written by `qepi train`, `qepi compare` or `qepi sweep`")
-    p.set_defaults(run=_handler("qepi.experiments.commands:report"))
-
-
-def _config_show(args: argparse.Namespace) -> int:
-    from qepi import config
-
-    print(config.to_toml(config.apply_overrides(config.load(args.config), args.overrides)), end="")
-    return 0
-
-
-def _config_reference(args: argparse.Namespace) -> int:
-    from qepi import config
-
-    print(config.reference_markdown(), end="")
-    return 0
+    p.set_defaults(handler=experiments.report)
 
 
 def _add_config_commands(sub) -> None:
@@ -98,16 +79,16 @@ def _add_config_commands(sub) -> None:
     p = commands.add_parser("show", help="print the resolved config (every key, overrides applied)")
     p.add_argument("config", help="TOML config file")
     _add_overrides(p)
-    p.set_defaults(run=_config_show)
+    p.set_defaults(handler=config.show)
     p = commands.add_parser("reference", help="print every config key with its default and meaning")
-    p.set_defaults(run=_config_reference)
+    p.set_defaults(handler=config.reference)
 
 
 def _add_bench_commands(sub) -> None:
-    bench = sub.add_parser("bench", help="side-by-side performance measurements").add_subparsers(
+    benches = sub.add_parser("bench", help="side-by-side performance measurements").add_subparsers(
         dest="bench", required=True, metavar="{exact,aer}")
 
-    p = bench.add_parser("exact", help="training-step time on exact simulators vs the classical twin")
+    p = benches.add_parser("exact", help="training-step time on exact simulators vs the classical twin")
     p.add_argument("--qubits", type=int, nargs="+", default=[4], help="qubit counts to measure")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--tokens", type=int, default=16)
@@ -120,10 +101,10 @@ def _add_bench_commands(sub) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--cpu-time", action="store_true",
                    help="report process CPU time instead of wall-clock (steadier on a busy machine)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(run=_handler("qepi.bench.exact:main"))
+    p.add_argument("--json", dest="as_json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(handler=bench.exact)
 
-    p = bench.add_parser("aer", help="parameter-shift step on Aer vs raw Aer and PennyLane")
+    p = benches.add_parser("aer", help="parameter-shift step on Aer vs raw Aer and PennyLane")
     p.add_argument("--qubits", type=int, default=6)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--tokens", type=int, default=32, help="circuit inputs (rows) per step")
@@ -134,8 +115,8 @@ def _add_bench_commands(sub) -> None:
     p.add_argument("--expression", type=float, nargs="+", metavar="RATIO",
                    help="also time an epigenetic layer with hard marks at these expression "
                         "ratios, e.g. --expression 1.0 0.2 (silenced gates are not shifted)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(run=_handler("qepi.bench.aer:main"))
+    p.add_argument("--json", dest="as_json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=bench.aer)
 
 
 def _add_sweep_commands(sub) -> None:
@@ -166,17 +147,18 @@ def _add_sweep_commands(sub) -> None:
                    help="search with Ray Tune: asha (early stopping) or pbt (population-based training)")
     p.add_argument("--samples", type=int, default=4,
                    help="--tune: configurations sampled from the grid (PBT: the population size) (default 4)")
-    p.add_argument("--json", action="store_true", help="print the aggregate as JSON")
+    p.add_argument("--json", dest="as_json", action="store_true", help="print the aggregate as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(run=_handler("qepi.experiments.sweep:command"))
+    p.set_defaults(handler=sweep.sweep)
 
 
 def _add_diagnostic_commands(sub) -> None:
-    diagnose = sub.add_parser("diagnose", help="will it train, and what is the quantum part doing").add_subparsers(
+    diagnoses = sub.add_parser("diagnose", help="will it train, and what is the quantum part doing").add_subparsers(
         dest="diagnose", required=True, metavar="{plateau,gradients,entropy,calibration,attention,landscape}")
 
-    p = diagnose.add_parser("plateau", help="gradient variance over random inits vs qubits and depth")
-    p.add_argument("--ansatz", default="strongly_entangling", help="ansatz name (default strongly_entangling)")
+    p = diagnoses.add_parser("plateau", help="gradient variance over random inits vs qubits and depth")
+    p.add_argument("--ansatz", default="strongly_entangling", choices=list(ANSATZE),
+                   help="ansatz name (default strongly_entangling)")
     p.add_argument("--qubits", default="2-8:2", help="qubit counts, e.g. 2-12, 2-12:2 or 2,4,6 (default 2-8:2)")
     p.add_argument("--layers", default="1,4,8", help="depths, same syntax (default 1,4,8)")
     p.add_argument("--samples", type=int, default=100, help="random initialisations per point")
@@ -184,8 +166,8 @@ def _add_diagnostic_commands(sub) -> None:
                    help="local = <Z_0>, global = <Z...Z> (default local)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output directory (default runs/plateau-<ansatz>-<cost>)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(run=_handler("qepi.diagnostics.commands:plateau"))
+    p.add_argument("--json", dest="as_json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=diagnose.plateau)
 
     def runs(p, examples: int, split: str = "test") -> None:
         p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
@@ -194,51 +176,51 @@ def _add_diagnostic_commands(sub) -> None:
         p.add_argument("--examples", type=int, default=examples, help="examples of the split to use")
         p.add_argument("--backend", help="evaluate on this backend instead of the run's")
 
-    p = diagnose.add_parser("gradients", help="per-layer gradient norm, variance and SNR of a trained run")
+    p = diagnoses.add_parser("gradients", help="per-layer gradient norm, variance and SNR of a trained run")
     runs(p, 64, "train")
     p.add_argument("--groups", type=int, default=8, help="batch slices for the variance")
     p.add_argument("--repeats", type=int, default=1, help="> 1: also the shot-noise SNR")
-    p.set_defaults(run=_handler("qepi.diagnostics.commands:gradients"))
+    p.set_defaults(handler=diagnose.gradients)
 
-    p = diagnose.add_parser("entropy", help="predictive, attention-head and entanglement entropies")
+    p = diagnoses.add_parser("entropy", help="predictive, attention-head and entanglement entropies")
     runs(p, 64)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(run=_handler("qepi.diagnostics.commands:entropy"))
+    p.add_argument("--json", dest="as_json", action="store_true")
+    p.set_defaults(handler=diagnose.entropy)
 
-    p = diagnose.add_parser("calibration", help="temperature scaling: test ECE before and after")
+    p = diagnoses.add_parser("calibration", help="temperature scaling: test ECE before and after")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--backend", help="evaluate on this backend instead of the run's")
     p.add_argument("--bins", type=int, default=15, help="confidence bins of the ECE")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(run=_handler("qepi.diagnostics.commands:calibration"))
+    p.add_argument("--json", dest="as_json", action="store_true")
+    p.set_defaults(handler=diagnose.calibration)
 
-    p = diagnose.add_parser("attention", help="attention maps of chosen inputs, side by side")
+    p = diagnoses.add_parser("attention", help="attention maps of chosen inputs, side by side")
     runs(p, 4)
     p.add_argument("--out", help="output directory (default: the first RUN_DIR)")
-    p.set_defaults(run=_handler("qepi.diagnostics.commands:attention"))
+    p.set_defaults(handler=diagnose.attention)
 
-    p = diagnose.add_parser("landscape", help="loss contours along two filter-normalised directions")
+    p = diagnoses.add_parser("landscape", help="loss contours along two filter-normalised directions")
     runs(p, 32)
     p.add_argument("--steps", type=int, default=9, help="grid points per direction")
     p.add_argument("--span", type=float, default=1.0, help="grid half-width")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output directory (default: the first RUN_DIR)")
-    p.set_defaults(run=_handler("qepi.diagnostics.commands:landscape"))
+    p.set_defaults(handler=diagnose.landscape)
 
     circuits = sub.add_parser("circuits", help="the circuit catalog and OpenQASM 3 export").add_subparsers(
         dest="circuits", required=True, metavar="{export,model}")
     p = circuits.add_parser("export", help="write the catalog of every encoding and ansatz")
-    p.add_argument("dir", help="catalog directory, e.g. circuits/")
+    p.add_argument("catalog_dir", metavar="DIR", help="catalog directory, e.g. circuits/")
     p.add_argument("--check", action="store_true", help="only report whether DIR is up to date (exit 1 if not)")
     p.add_argument("--qubits", type=int, default=4, help="circuit width (default 4)")
     p.add_argument("--layers", type=int, default=2, help="ansatz layers (default 2)")
     p.add_argument("--pairs", type=int, default=5000, help="state pairs for expressibility (default 5000)")
     p.add_argument("--samples", type=int, default=2000, help="states for entangling capability (default 2000)")
-    p.set_defaults(run=_handler("qepi.diagnostics.commands:circuits_export"))
+    p.set_defaults(handler=diagnose.circuits_export)
     p = circuits.add_parser("model", help="a trained run's circuits as OpenQASM 3 with its weights bound")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", help="output directory (default RUN_DIR/qasm)")
-    p.set_defaults(run=_handler("qepi.diagnostics.commands:circuits_model"))
+    p.set_defaults(handler=diagnose.circuits_model)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,11 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run ``qepi`` with ``argv``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    options = {key: value for key, value in vars(args).items() if key not in ROUTING}
     try:
-        return int(args.run(args) or 0)
-    except (UserError, ValueError, FileNotFoundError) as err:
+        return int(args.handler(**options) or 0)
+    except (UserError, OSError) as err:
         if args.debug:
             raise
         print(f"qepi: error: {err}", file=sys.stderr)

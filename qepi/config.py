@@ -1,8 +1,13 @@
 """Typed, frozen experiment configuration: TOML in, TOML out.
 
 A :class:`Config` has one section per concern (``backend``, ``circuit``, ``model``,
-``data``, ``train``, ``run``, ``regulation``). Unknown keys and wrong types are errors that
-name the key.
+``data``, ``train``, ``run``, ``regulation``). Every allowed value is declared here, in the
+field's annotation: ``Literal[...]`` for a fixed set of names, ``Annotated[int, AtLeast(1)]``
+for a range. Sections check them whenever they are built (from TOML, overrides, ``update``
+or directly), so an unknown key, a wrong type or a value out of its set is an error that
+names the key, the same everywhere. The one open choice, ``backend.name``, is a string
+checked against the backend registry (:func:`qepi.backends.backend_names`) by whoever uses
+it: the commands when they load a config, a quantum layer when it is built.
 
 Example:
     >>> cfg = Config()
@@ -15,6 +20,10 @@ Example:
     Traceback (most recent call last):
     ...
     qepi.config.ConfigError: train.lr: expected a number, got 'fast'
+    >>> apply_overrides(cfg, ["model.pooling=max"])
+    Traceback (most recent call last):
+    ...
+    qepi.config.ConfigError: model.pooling: unknown value 'max' (known: 'mean', 'first', 'last')
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import tomllib
 import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import tomli_w
 
@@ -36,7 +45,60 @@ class ConfigError(UserError):
 
 
 @dataclass(frozen=True)
-class Backend:
+class AtLeast:
+    """A lower bound on a number, as ``Annotated`` metadata: ``Annotated[int, AtLeast(1)]``."""
+
+    low: float
+
+    def check(self, key: str, value: float) -> None:
+        if value < self.low:
+            raise ConfigError(f"{key}: must be >= {self.low}, got {value}")
+
+
+@dataclass(frozen=True)
+class Between:
+    """An interval, as ``Annotated`` metadata; ``open`` excludes both ends."""
+
+    low: float
+    high: float
+    open: bool = False
+
+    def check(self, key: str, value: float) -> None:
+        inside = self.low < value < self.high if self.open else self.low <= value <= self.high
+        if not inside:
+            ends = "()" if self.open else "[]"
+            raise ConfigError(f"{key}: must lie in {ends[0]}{self.low}, {self.high}{ends[1]}, got {value}")
+
+
+PositiveInt = Annotated[int, AtLeast(1)]
+Fraction = Annotated[float, Between(0.0, 1.0)]
+OpenFraction = Annotated[float, Between(0.0, 1.0, open=True)]
+Dtype = Literal["float64", "float32"]
+Strategy = Literal["auto", "fold", "gates"]
+Encoding = Literal["angle", "iqp"]  # the names of qepi.circuits.ENCODINGS
+AnsatzName = Literal["strongly_entangling", "hardware_efficient", "basic_entangler", "sim14"]  # qepi.circuits.ANSATZE
+LayerKind = Literal["quantum", "classical"]
+AttentionStyle = Literal["qkv", "gaussian"]
+Pooling = Literal["mean", "first", "last"]
+Task = Literal["motif", "digits", "parity", "text"]  # the loaders of qepi.data.TASKS
+Tokens = Literal["rows", "patches"]
+Optimizer = Literal["adam", "adamw"]
+Schedule = Literal["constant", "cosine", "linear"]
+RegulationKind = Literal["", "epigenetic", "experts"]
+
+
+class _Section:
+    """A config section checks its values when it is built (directly, too)."""
+
+    def __post_init__(self) -> None:
+        section = _SECTION_NAMES[type(self)]
+        hints = typing.get_type_hints(type(self), include_extras=True)
+        for f in fields(self):
+            _check_value(f"{section}.{f.name}", hints[f.name], getattr(self, f.name))
+
+
+@dataclass(frozen=True)
+class Backend(_Section):
     """Where circuits run and how their expectation values are estimated."""
 
     name: str = "default.qubit"  # default.qubit | lightning.qubit | exact | aer
@@ -45,46 +107,46 @@ class Backend:
     depolarizing_1q: float = 0.0  # depolarizing probability after each 1-qubit gate
     depolarizing_2q: float = 0.0  # depolarizing probability after each 2-qubit gate
     readout_error: float = 0.0  # probability of flipping each measured bit
-    dtype: str = "float64"  # float64 | float32 (exact backend)
+    dtype: Dtype = "float64"  # float64 | float32 (exact backend)
     threads: int = 0  # simulator threads; 0 = all cores
     chunk_rows: int = 20000  # max circuits per Aer call (bounds memory)
-    strategy: str = "auto"  # exact backend: auto | fold (dense weight blocks) | gates (gate by gate)
+    strategy: Strategy = "auto"  # exact backend: auto | fold (dense weight blocks) | gates (gate by gate)
 
 
 @dataclass(frozen=True)
-class Circuit:
+class Circuit(_Section):
     """The variational circuit used by every quantum layer."""
 
-    n_qubits: int = 4  # wires per circuit; also the width of the angle vector
-    encoding: str = "angle"  # angle | iqp
-    ansatz: str = "strongly_entangling"  # see qepi.circuits.ANSATZE
-    n_layers: int = 2  # ansatz layers
+    n_qubits: PositiveInt = 4  # wires per circuit; also the width of the angle vector
+    encoding: Encoding = "angle"  # angle | iqp
+    ansatz: AnsatzName = "strongly_entangling"  # see qepi.circuits.ANSATZE
+    n_layers: PositiveInt = 2  # ansatz layers
     reupload: bool = False  # re-encode the inputs before every ansatz layer
     entangling: bool = True  # False removes every entangling gate (the product-state control)
 
 
 @dataclass(frozen=True)
-class Model:
+class Model(_Section):
     """HybridTransformer shape; ``embedding``/``attention`` pick quantum or classical layers."""
 
-    embedding: str = "quantum"  # quantum | classical
-    attention: str = "quantum"  # quantum | classical
-    attention_style: str = "qkv"  # qkv (circuit Q, K, V + softmax) | gaussian (QSANN)
+    embedding: LayerKind = "quantum"  # quantum | classical
+    attention: LayerKind = "quantum"  # quantum | classical
+    attention_style: AttentionStyle = "qkv"  # qkv (circuit Q, K, V + softmax) | gaussian (QSANN)
     d_model: int = 8  # width of the token vectors
     n_heads: int = 2  # attention heads
     n_blocks: int = 1  # transformer blocks
     d_ff: int = 16  # feed-forward hidden width
     dropout: float = 0.0  # dropout after embeddings and in feed-forward layers
-    pooling: str = "mean"  # mean | first | last
+    pooling: Pooling = "mean"  # mean | first | last
     causal: bool = False  # causal attention mask
     match_params: bool = False  # widen classical layers to the quantum layer's parameter count
 
 
 @dataclass(frozen=True)
-class Data:
+class Data(_Section):
     """Dataset choice and generation knobs (all datasets are offline and seeded)."""
 
-    task: str = "motif"  # motif | digits | parity | text
+    task: Task = "motif"  # motif | digits | parity | text
     n_train: int = 256  # training examples (generated tasks)
     n_dev: int = 64  # dev examples for early stopping (generated tasks)
     n_test: int = 128  # held-out test examples (generated tasks)
@@ -92,7 +154,7 @@ class Data:
     motif_len: int = 4  # motif: binding-site length
     pwm_entropy: float = 0.5  # motif: bits per PWM column (0 = fixed site, 2 = random)
     classes: list[int] = field(default_factory=lambda: [0, 1])  # digits: classes to keep
-    tokens: str = "rows"  # digits: rows | patches
+    tokens: Tokens = "rows"  # digits: rows | patches
     train: str = ""  # text: path of the training file
     dev: str = ""  # text: optional path of the dev file
     test: str = ""  # text: path of the test file
@@ -100,16 +162,16 @@ class Data:
 
 
 @dataclass(frozen=True)
-class Train:
+class Train(_Section):
     """Optimisation settings."""
 
-    optimizer: str = "adam"  # adam | adamw
+    optimizer: Optimizer = "adam"  # adam | adamw
     lr: float = 0.02  # peak learning rate
     weight_decay: float = 0.0  # decoupled for adamw, L2 for adam
     epochs: int = 10  # passes over the training set
     batch_size: int = 32  # examples per optimisation step
     max_steps: int = 0  # 0 = no limit beyond epochs
-    schedule: str = "cosine"  # constant | cosine | linear
+    schedule: Schedule = "cosine"  # constant | cosine | linear
     warmup_steps: int = 0  # linear warm-up steps before the schedule
     grad_clip: float = 1.0  # max gradient norm; 0 = off
     patience: int = 0  # early stopping on dev accuracy after this many epochs; 0 = off
@@ -120,7 +182,7 @@ class Train:
 
 
 @dataclass(frozen=True)
-class Run:
+class Run(_Section):
     """Run bookkeeping."""
 
     name: str = ""  # run directory name under out_dir; "" = derived from the config
@@ -129,19 +191,19 @@ class Run:
 
 
 @dataclass(frozen=True)
-class Regulation:
+class Regulation(_Section):
     """Epigenetic regulation of the circuit layers; a classical twin gets the same on its weights."""
 
-    embedding: str = ""  # "" (none) | epigenetic (marked gates) | experts (routed circuits)
-    attention: str = ""  # "" (none) | epigenetic | experts, for the attention's Q, K, V circuits
-    target: float = 0.2  # expression ratio (fraction of gates on per token) the penalty steers to
+    embedding: RegulationKind = ""  # "" (none) | epigenetic (marked gates) | experts (routed circuits)
+    attention: RegulationKind = ""  # "" (none) | epigenetic | experts, for the attention's Q, K, V circuits
+    target: Fraction = 0.2  # expression ratio (fraction of gates on per token) the penalty steers to
     penalty: float = 0.1  # weight of (mean mark - target)^2 in the loss
     hard: bool = False  # threshold the marks (straight-through); silenced gates are not shifted
-    threshold: float = 0.5  # a gate is expressed when its mark exceeds this
+    threshold: OpenFraction = 0.5  # a gate is expressed when its mark exceeds this
     offsets: bool = False  # the transcription-factor network also emits an angle offset per gate
-    tf_hidden: int = 16  # hidden width of the transcription-factor network
-    n_experts: int = 4  # experts: circuits per layer copy
-    top_k: int = 1  # experts: experts each token is routed to
+    tf_hidden: PositiveInt = 16  # hidden width of the transcription-factor network
+    n_experts: PositiveInt = 4  # experts: circuits per layer copy
+    top_k: PositiveInt = 1  # experts: experts each token is routed to
     balance: float = 0.01  # experts: weight of the load-balancing loss
 
 
@@ -158,9 +220,23 @@ class Config:
     regulation: Regulation = field(default_factory=Regulation)
 
 
+_SECTION_NAMES = {typing.get_type_hints(Config)[f.name]: f.name for f in fields(Config)}
+
+
 def _check_value(key: str, annotation: Any, value: Any) -> Any:
     """Return ``value`` coerced to ``annotation`` or raise a ConfigError naming ``key``."""
     origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        base, *constraints = typing.get_args(annotation)
+        value = _check_value(key, base, value)
+        for constraint in constraints:
+            constraint.check(key, value)
+        return value
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if not isinstance(value, str) or value not in choices:
+            raise ConfigError(f"{key}: unknown value {value!r} (known: {', '.join(map(repr, choices))})")
+        return value
     if annotation is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
@@ -186,7 +262,7 @@ def _check_value(key: str, annotation: Any, value: Any) -> Any:
 
 
 def _section_from_dict(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     known = {f.name for f in fields(cls)}
     for key in data:
         if key not in known:
@@ -283,7 +359,9 @@ def update(cfg: Config, **sections: dict[str, Any]) -> Config:
 
 
 __all__ = [
+    "AtLeast",
     "Backend",
+    "Between",
     "Circuit",
     "Config",
     "ConfigError",

@@ -90,3 +90,26 @@ def test_unknown_option_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["train", "--bogus"])
     assert exit_.value.code == 2
+
+
+@pytest.mark.parametrize("command", [["config", "show"], ["train"], ["compare"], ["marks"], ["sweep"]])
+def test_every_command_refuses_an_unknown_backend_the_same_way(config, tmp_path, capsys, command):
+    argv = [*command, str(config), "--set", "backend.name=qpu"]
+    assert main([*argv, "--out", str(tmp_path / "out")] if command[0] != "config" else argv) == 2
+    err = one_line_error(capsys, "backend.name", "'qpu'")
+    assert "known: default.qubit, lightning.qubit, exact, aer" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_internal_error_keeps_its_traceback(config, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("a bug in qepi, not in the config")
+
+    monkeypatch.setattr("qepi.experiments.runner.run", broken)
+    with pytest.raises(ValueError, match="a bug in qepi"):  # not turned into exit code 2
+        main(["train", str(config), "--out", str(tmp_path / "run"), "--quiet"])
+
+
+def test_an_operating_system_error_is_one_line(config, capsys):
+    assert main(["train", str(config), "--out", "/dev/null/run", "--quiet"]) == 2
+    one_line_error(capsys, "/dev/null")

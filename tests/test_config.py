@@ -1,8 +1,15 @@
+import typing
+
 import pytest
 
 from qepi.config import (
+    Backend,
+    Circuit,
     Config,
     ConfigError,
+    Data,
+    Model,
+    Train,
     apply_overrides,
     from_toml,
     load,
@@ -79,3 +86,58 @@ class TestOverrides:
     def test_config_is_frozen(self):
         with pytest.raises(AttributeError):
             Config().train.lr = 1.0  # type: ignore[misc]
+
+
+def choices(section: type, key: str) -> set[str]:
+    return set(typing.get_args(typing.get_type_hints(section)[key]))
+
+
+class TestChoices:
+    def test_named_choices_are_what_the_package_implements(self):
+        from qepi.backends.exact import STRATEGIES
+        from qepi.circuits import ANSATZE, ENCODINGS
+        from qepi.data import TASKS
+        from qepi.data.digits import TOKENIZATIONS
+        from qepi.layers.attention import SCORES
+        from qepi.models.hybrid_transformer import POOLING
+        from qepi.training.trainer import OPTIMIZERS, SCHEDULES
+
+        assert choices(Circuit, "ansatz") == set(ANSATZE)
+        assert choices(Circuit, "encoding") == set(ENCODINGS)
+        assert choices(Data, "task") == set(TASKS)
+        assert choices(Data, "tokens") == set(TOKENIZATIONS)
+        assert choices(Model, "attention_style") == set(SCORES)
+        assert choices(Model, "pooling") == set(POOLING)
+        assert choices(Train, "optimizer") == set(OPTIMIZERS)
+        assert choices(Train, "schedule") == set(SCHEDULES)
+        assert choices(Backend, "strategy") == set(STRATEGIES)
+
+    @pytest.mark.parametrize("build", [
+        lambda: Circuit(ansatz="spiral"),
+        lambda: update(Config(), circuit={"ansatz": "spiral"}),
+        lambda: apply_overrides(Config(), ["circuit.ansatz=spiral"]),
+        lambda: from_toml('[circuit]\nansatz = "spiral"\n'),
+    ], ids=["direct", "update", "override", "toml"])
+    def test_every_way_of_building_refuses_the_same_way(self, build):
+        with pytest.raises(ConfigError) as info:
+            build()
+        assert str(info.value) == ("circuit.ansatz: unknown value 'spiral' (known: 'strongly_entangling', "
+                                   "'hardware_efficient', 'basic_entangler', 'sim14')")
+
+    @pytest.mark.parametrize("override, message", [
+        ("model.embedding=qauntum", "model.embedding: unknown value 'qauntum'"),
+        ("regulation.embedding=methylated", "regulation.embedding: unknown value 'methylated' (known: '', "),
+        ("backend.dtype=float16", "backend.dtype: unknown value 'float16'"),
+        ("circuit.n_qubits=0", "circuit.n_qubits: must be >= 1, got 0"),
+        ("circuit.n_layers=-2", "circuit.n_layers: must be >= 1, got -2"),
+        ("regulation.threshold=1.0", "regulation.threshold: must lie in (0.0, 1.0), got 1.0"),
+        ("regulation.target=1.5", "regulation.target: must lie in [0.0, 1.0], got 1.5"),
+        ("regulation.top_k=0", "regulation.top_k: must be >= 1, got 0"),
+    ])
+    def test_choices_and_ranges_name_the_key(self, override, message):
+        with pytest.raises(ConfigError) as info:
+            apply_overrides(Config(), [override])
+        assert str(info.value).startswith(message)
+
+    def test_backend_name_is_left_to_the_backend_registry(self):
+        assert Backend(name="qpu").name == "qpu"  # checked by the commands and the layers

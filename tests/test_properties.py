@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from qepi.backends.aer import AerExecutor
 from qepi.circuits import ANSATZE, ENCODINGS, build_circuit
-from qepi.config import Backend, Config, Circuit, from_toml, to_toml
+from qepi.config import AtLeast, Backend, Circuit, Config, from_toml, to_toml
 
 _LEAVES = {
     bool: st.booleans(),
@@ -23,9 +23,22 @@ _LEAVES = {
 }
 
 
+def _leaf(annotation):
+    """Any value the config accepts for ``annotation``: a Literal's names, a bounded range."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return st.sampled_from(typing.get_args(annotation))
+    if origin is typing.Annotated:
+        base, bound = typing.get_args(annotation)
+        if isinstance(bound, AtLeast):
+            return st.integers(int(bound.low), 2**62) if base is int else st.floats(min_value=bound.low)
+        return st.floats(bound.low, bound.high, exclude_min=bound.open, exclude_max=bound.open)
+    return _LEAVES[annotation]
+
+
 def _section(cls):
-    hints = typing.get_type_hints(cls)
-    return st.builds(cls, **{f.name: _LEAVES[hints[f.name]] for f in dataclasses.fields(cls)})
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return st.builds(cls, **{f.name: _leaf(hints[f.name]) for f in dataclasses.fields(cls)})
 
 
 configs = st.builds(Config, **{

@@ -250,14 +250,15 @@ class TestConfigsAreData:
     def test_python_looking_values_stay_strings(self, tmp_path, capsys):
         marker = tmp_path / "pwned"
         payload = self.PAYLOAD.format(marker=marker)
-        path = write(tmp_path, "c.toml", f'[run]\nname = "{payload}"\n[data]\ntask = "{payload}"\n')
+        path = write(tmp_path, "c.toml", f'[run]\nname = "{payload}"\n[data]\ntrain = "{payload}"\n')
         cfg = config.load(path)
-        assert cfg.run.name == payload and cfg.data.task == payload
+        assert cfg.run.name == payload and cfg.data.train == payload
         assert config.from_toml(config.to_toml(cfg)) == cfg
         assert config.apply_overrides(cfg, [f"run.out_dir={payload}"]).run.out_dir == payload
         assert main(["config", "show", str(path)]) == 0
         assert payload in capsys.readouterr().out
-        assert main(["train", str(path), "--quiet"]) == 2  # an unknown task, named as given
+        task = write(tmp_path, "task.toml", f'[data]\ntask = "{payload}"\n')
+        assert main(["train", str(task), "--quiet"]) == 2  # an unknown task, named as given
         one_line_error(capsys, "data.task", "__import__")
         with pytest.raises(config.ConfigError, match="train.epochs: expected an integer"):
             config.from_toml(f'[train]\nepochs = "{payload}"')

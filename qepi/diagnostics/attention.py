@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from qepi.diagnostics.entropy import attention_modules
+from qepi.errors import UserError
+from qepi.layers import ForwardRecord
 
 
 @torch.no_grad()
@@ -29,12 +30,12 @@ def attention_maps(model: nn.Module, x: torch.Tensor,
     """Run ``model`` on ``x`` (eval mode) and return every attention layer's weights (B, H, T, T)."""
     was_training = model.training
     model.eval()
+    record = ForwardRecord()
     try:
-        model(x) if mask is None else model(x, mask)
+        model(x, mask, record=record)
     finally:
         model.train(was_training)
-    return {name: m.last_weights.double().numpy() for name, m in attention_modules(model).items()
-            if m.last_weights is not None}
+    return {name: w.double().numpy() for name, w in record.by_name(model, record.attention).items()}
 
 
 def plot_attention(models: dict[str, nn.Module], x: torch.Tensor, path: str | Path,
@@ -54,7 +55,7 @@ def plot_attention(models: dict[str, nn.Module], x: torch.Tensor, path: str | Pa
         for name, maps in attention_maps(model, x, mask).items():
             columns.extend((label, name, h, maps) for h in range(maps.shape[1]))
     if not columns:
-        raise ValueError("none of the models has an attention layer")
+        raise UserError("none of the models has an attention layer")
     n_rows, n_cols = x.shape[0], len(columns)
     fig, axes = subplots(n_rows, n_cols, figsize=(2.6 * n_cols + 0.8, 2.6 * n_rows), squeeze=False,
                              layout="constrained")

@@ -28,6 +28,7 @@ from torch import nn
 
 from qepi.backends import broadcast_weights
 from qepi.diagnostics.states import circuit_states
+from qepi.layers import ForwardRecord, QuantumLayer
 
 
 def entanglement_entropy(states: np.ndarray, wires_a: Sequence[int]) -> np.ndarray:
@@ -66,21 +67,15 @@ def predictive_entropy(logits: torch.Tensor) -> torch.Tensor:
     return shannon_entropy(torch.softmax(logits.detach().double(), -1)).mean()
 
 
-def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """Every attention layer of ``model`` (anything with ``last_weights``), by module name."""
-    return {name: m for name, m in model.named_modules() if hasattr(m, "last_weights")}
-
-
-def attention_entropy(model: nn.Module, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Mean entropy (nats) of each head's attention weights after the model's latest forward.
+def attention_entropy(model: nn.Module, record: ForwardRecord,
+                      mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Mean entropy (nats) of each head's attention weights in the forward of ``model`` that
+    ``record`` holds (``mask``: that forward's (B, T) mask).
 
     Returns {module name: (H,) tensor}, averaged over the batch and the (real) query tokens.
     """
     out = {}
-    for name, module in attention_modules(model).items():
-        weights = module.last_weights  # (B, H, T, T)
-        if weights is None:
-            continue
+    for name, weights in record.by_name(model, record.attention).items():  # (B, H, T, T) each
         ent = shannon_entropy(weights.double())  # (B, H, T)
         if mask is None:
             out[name] = ent.mean(dim=(0, 2))
@@ -91,8 +86,6 @@ def attention_entropy(model: nn.Module, mask: torch.Tensor | None = None) -> dic
 
 
 def _quantum_layers(model: nn.Module) -> dict[str, nn.Module]:
-    from qepi.layers import QuantumLayer
-
     return {name: m for name, m in model.named_modules() if isinstance(m, QuantumLayer)}
 
 
@@ -113,14 +106,16 @@ def layer_states(layer: nn.Module, inputs: torch.Tensor) -> np.ndarray:
     return states.reshape(*lead, *([k] if k > 1 else []), states.shape[-1])
 
 
-def _forward_capturing(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None):
-    """One forward of ``model``; returns its output and the input of every QuantumLayer."""
+def _forward_capturing(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None,
+                       record: ForwardRecord | None = None):
+    """One forward of ``model`` (with ``record``); returns its output and the input of every
+    QuantumLayer."""
     layers = _quantum_layers(model)
     seen: dict[str, torch.Tensor] = {}
     hooks = [m.register_forward_hook(lambda mod, args, out, name=name: seen.__setitem__(name, args[0]))
              for name, m in layers.items()]
     try:
-        out = model(x) if mask is None else model(x, mask)
+        out = model(x, mask, record=record)
     finally:
         for hook in hooks:
             hook.remove()
@@ -184,9 +179,10 @@ class EntropyMonitor:
         was_training = model.training
         model.eval()
         try:
-            logits, captured = _forward_capturing(model, self.x, self.mask)
+            record = ForwardRecord()
+            logits, captured = _forward_capturing(model, self.x, self.mask, record)
             row = {"predictive_entropy": float(predictive_entropy(logits))}
-            for name, heads in attention_entropy(model, self.mask).items():
+            for name, heads in attention_entropy(model, record, self.mask).items():
                 for h, value in enumerate(heads.tolist()):
                     row[f"attention_entropy/{name}/head{h}"] = value
             if self.entanglement:
@@ -210,7 +206,6 @@ class EntropyMonitor:
 __all__ = [
     "EntropyMonitor",
     "attention_entropy",
-    "attention_modules",
     "entanglement_entropy",
     "layer_states",
     "predictive_entropy",

@@ -58,7 +58,7 @@ def parameter_layers(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     return groups
 
 
-def _split(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def split_batch(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(x, y), (x, y, mask) or a ``qepi.data.Split`` -> (x, y, mask)."""
     if hasattr(batch, "x"):
         return batch.x, batch.y, batch.mask
@@ -110,7 +110,7 @@ def gradient_flow(model: nn.Module, batch, loss_fn: Callable = nn.functional.cro
     norm, variance and SNR; ``repeats > 1`` adds ``shot_snr`` from repeated full-batch
     gradients. The parameters' ``.grad`` fields are left untouched.
     """
-    x, y, mask = _split(batch)
+    x, y, mask = split_batch(batch)
     b = x.shape[0]
     g = max(1, min(n_groups, b))
     layers = parameter_layers(model)

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from qepi.diagnostics.gradients import _split
+from qepi.diagnostics.gradients import split_batch
+from qepi.errors import UserError
 
 
 def filter_normalized_direction(params: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
@@ -71,8 +72,8 @@ def loss_landscape(model: nn.Module, batch, loss_fn: Callable = nn.functional.cr
     """The loss of ``model`` on ``batch`` ((x, y), (x, y, mask) or a Split) over a
     ``steps`` × ``steps`` grid of α, β in [-span, span]. The parameters are restored after."""
     if steps < 2:
-        raise ValueError(f"landscape steps must be >= 2, got {steps}")
-    x, y, mask = _split(batch)
+        raise UserError(f"landscape steps must be >= 2, got {steps}")
+    x, y, mask = split_batch(batch)
     params = [p for p in model.parameters() if p.requires_grad]
     origin = [p.detach().clone() for p in params]
     generator = torch.Generator().manual_seed(seed)

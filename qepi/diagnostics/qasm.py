@@ -31,6 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from qepi.errors import UserError
+from qepi.layers import QuantumLayer
+
 
 def symbols(prefix: str, shape: tuple[int, ...]) -> np.ndarray:
     """An object array of Qiskit Parameters named ``prefix_i_j...`` with ``shape``."""
@@ -104,8 +107,6 @@ def layer_qasm(layer: nn.Module, copy: int = 0) -> str:
 def export_model_qasm(model: nn.Module, out_dir: str | Path) -> list[Path]:
     """Write every copy of every QuantumLayer of ``model`` as ``<layer>.copy<k>.qasm`` in
     ``out_dir``, with ``manifest.json`` listing them. Returns the written paths."""
-    from qepi.layers import QuantumLayer
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest, paths = [], []
@@ -120,7 +121,7 @@ def export_model_qasm(model: nn.Module, out_dir: str | Path) -> list[Path]:
                              "n_qubits": layer.n_qubits, "inputs": [f"x_{i}" for i in range(layer.n_qubits)],
                              "outputs": "<Z_i> on every qubit i"})
     if not manifest:
-        raise ValueError("the model has no quantum layer to export")
+        raise UserError("the model has no quantum layer to export")
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return paths
 

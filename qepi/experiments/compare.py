@@ -14,17 +14,21 @@ import math
 from pathlib import Path
 from typing import Any
 
-from qepi.config import Config, to_dict, to_toml, update
+from qepi.config import Config, load, to_dict, to_toml, update
 from qepi.data import load_dataset
 from qepi.errors import UserError
-from qepi.experiments.runner import model_kind, new_run_dir, run
-from qepi.experiments.stats import mean_ci, paired_test
+from qepi.experiments.report import render_compare_report
+from qepi.experiments.rundir import COMPARE_MANIFEST, COMPARISON_DIR, CONFIG, fresh_dir, read_summary
+from qepi.experiments.runner import model_kind, run
+from qepi.experiments.stats import over_seeds, paired_by_seed
+from qepi.experiments.tables import fmt
 from qepi.training import atomic_write_text
 
 VARIANTS = ("quantum", "classical", "no_entanglement")
 LABELS = {"quantum": "quantum", "classical": "classical twin",
           "no_entanglement": "no-entanglement control"}
-MANIFEST = "compare.json"
+SUMMARY_KEYS = ("name", "params", "test_acc", "test_loss", "circuits", "shots", "wall_time_s", "seed",
+                "chance_acc")
 
 
 def variant_configs(cfg: Config) -> dict[str, Config]:
@@ -55,19 +59,16 @@ def compare(cfg: Config, seeds: int = 3, out: str | Path | None = None, *, overw
             progress: bool = True, callbacks=()) -> dict[str, Any]:
     """Train the three models for seeds ``run.seed, run.seed + 1, ...``; write and return the
     comparison (see :func:`summarize`)."""
-    from qepi.experiments.report import render_compare_report
-
     if seeds < 1:
         raise UserError(f"--seeds: must be >= 1, got {seeds}")
     configs = variant_configs(cfg)
     load_dataset(cfg.data, cfg.run.seed).check_not_empty()  # bad data fails before writing
     out = Path(out) if out is not None else default_compare_dir(cfg)
     seed_list = [cfg.run.seed + i for i in range(seeds)]
-    with new_run_dir(out, MANIFEST, overwrite, what="comparison"):
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.toml", to_toml(cfg))
+    with fresh_dir(out, COMPARISON_DIR, overwrite):
+        atomic_write_text(out / CONFIG, to_toml(cfg))
         manifest = {"seeds": seed_list, "runs": {v: [f"{v}-s{s}" for s in seed_list] for v in VARIANTS}}
-        atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        atomic_write_text(out / COMPARE_MANIFEST, json.dumps(manifest, indent=2) + "\n")
         for seed in seed_list:
             for variant in VARIANTS:
                 name = f"{variant}-s{seed}"
@@ -78,12 +79,8 @@ def compare(cfg: Config, seeds: int = 3, out: str | Path | None = None, *, overw
     return comparison
 
 
-def _fmt(x: float, digits: int = 3) -> str:
-    return "n/a" if x is None or math.isnan(x) else f"{x:.{digits}f}"
-
-
 def _p_text(test: dict[str, float]) -> str:
-    return f"paired t-test p = {_fmt(test['p'])}, n = {test['n']}" if not math.isnan(test["p"]) \
+    return f"paired t-test p = {fmt(test['p'])}, n = {test['n']}" if not math.isnan(test["p"]) \
         else f"{test['note']}, n = {test['n']}"
 
 
@@ -97,23 +94,23 @@ def verdict(models: dict[str, Any], tests: dict[str, Any], chance: float) -> lis
     significant = lambda t: not math.isnan(t["p"]) and t["p"] < 0.05  # noqa: E731
     lines = []
     if ca > qa:
-        lines.append(f"**The classical twin wins**: mean test accuracy {_fmt(ca)} against "
-                     f"{_fmt(qa)} for the quantum model, with {cp} parameters against {qp} "
+        lines.append(f"**The classical twin wins**: mean test accuracy {fmt(ca)} against "
+                     f"{fmt(qa)} for the quantum model, with {cp} parameters against {qp} "
                      f"({_p_text(tc)}).")
     elif ca == qa:
-        lines.append(f"The quantum model and its classical twin tie at {_fmt(qa)} mean test accuracy.")
+        lines.append(f"The quantum model and its classical twin tie at {fmt(qa)} mean test accuracy.")
     else:
         strength = "" if significant(tc) else " The difference is not significant at the 5% level."
-        lines.append(f"The quantum model scores higher than its classical twin: {_fmt(qa)} against {_fmt(ca)} "
+        lines.append(f"The quantum model scores higher than its classical twin: {fmt(qa)} against {fmt(ca)} "
                      f"mean test accuracy ({qp} vs {cp} parameters; {_p_text(tc)}).{strength}")
     if na >= qa:
         lines.append(f"Entanglement does not help here: the no-entanglement control reaches "
-                     f"{_fmt(na)} against {_fmt(qa)} with entanglement ({_p_text(tn)}).")
+                     f"{fmt(na)} against {fmt(qa)} with entanglement ({_p_text(tn)}).")
     else:
         strength = "" if significant(tn) else " The difference is not significant at the 5% level."
-        lines.append(f"Removing every entangling gate lowers mean test accuracy from {_fmt(qa)} to "
-                     f"{_fmt(na)} ({_p_text(tn)}).{strength}")
-    lines.append(f"Chance (always the majority class) is {_fmt(chance)}; the quantum model is "
+        lines.append(f"Removing every entangling gate lowers mean test accuracy from {fmt(qa)} to "
+                     f"{fmt(na)} ({_p_text(tn)}).{strength}")
+    lines.append(f"Chance (always the majority class) is {fmt(chance)}; the quantum model is "
                  f"{'above' if qa > chance else 'not above'} it.")
     n = tc["n"]
     if n < 2:
@@ -126,56 +123,31 @@ def verdict(models: dict[str, Any], tests: dict[str, Any], chance: float) -> lis
 
 def summarize(out: str | Path) -> dict[str, Any]:
     """Recompute the comparison from the saved run summaries of a comparison directory."""
-    from qepi.config import load
-
     out = Path(out)
-    manifest_path = out / MANIFEST
+    manifest_path = out / COMPARE_MANIFEST
     if not manifest_path.is_file():
-        raise UserError(f"{out}: not a comparison directory (no {MANIFEST})")
+        raise UserError(f"{out}: not a comparison directory (no {COMPARE_MANIFEST})")
     try:
         manifest = json.loads(manifest_path.read_text())
         runs = {v: manifest["runs"][v] for v in VARIANTS}
     except (json.JSONDecodeError, KeyError, TypeError):
         raise UserError(f"{manifest_path}: malformed comparison manifest") from None
-    summaries: dict[str, list[dict[str, Any]]] = {}
-    for variant, names in runs.items():
-        summaries[variant] = []
-        for name in names:
-            path = out / name / "summary.json"
-            if not path.is_file():
-                raise UserError(f"{out / name}: run did not finish (no summary.json)")
-            try:
-                summary = json.loads(path.read_text())
-                missing = {"name", "params", "test_acc", "test_loss", "circuits", "shots",
-                           "wall_time_s", "seed", "chance_acc"} - set(summary)
-            except (json.JSONDecodeError, TypeError):
-                missing = {"valid JSON"}
-            if missing:
-                raise UserError(f"{path}: malformed run summary (missing {', '.join(sorted(missing))})")
-            summaries[variant].append(summary)
+    summaries = {variant: [read_summary(out / name, SUMMARY_KEYS) for name in names]
+                 for variant, names in runs.items()}
     models = {}
     for variant, rows in summaries.items():
-        column = lambda key: [r[key] for r in rows]  # noqa: E731
+        seeds = over_seeds(rows)
         models[variant] = {
-            "label": LABELS[variant],
-            "runs": [r["name"] for r in rows],
-            "test_acc": mean_ci(column("test_acc")),
-            "test_loss": mean_ci(column("test_loss")),
-            "params": rows[0]["params"],
-            "circuits": sum(column("circuits")) / len(rows),
-            "shots": sum(column("shots")) / len(rows),
-            "wall_time_s": sum(column("wall_time_s")) / len(rows),
-            "per_seed": {k: column(k) for k in ("seed", "test_acc", "test_loss")},
+            "label": LABELS[variant], "runs": seeds["runs"],
+            "test_acc": seeds["test_acc"], "test_loss": seeds["test_loss"], "params": seeds["params"],
+            "circuits": seeds["circuits"], "shots": seeds["shots"],
+            "wall_time_s": seeds["wall_time_s"]["mean"], "per_seed": seeds["per_seed"],
         }
     q = summaries["quantum"]
-    tests = {
-        other: {key: paired_test([r[f"test_{key}"] for r in q],
-                                 [r[f"test_{key}"] for r in summaries[other]])
-                for key in ("acc", "loss")}
-        for other in ("classical", "no_entanglement")
-    }
+    tests = {other: paired_by_seed(models["quantum"]["per_seed"], models[other]["per_seed"])
+             for other in ("classical", "no_entanglement")}
     chance = sum(r["chance_acc"] for r in q) / len(q)
-    cfg = load(out / "config.toml")
+    cfg = load(out / CONFIG)
     return {
         "task": cfg.data.task, "seeds": manifest["seeds"], "config": to_dict(cfg),
         "chance_acc": chance, "n_train": q[0].get("n_train", cfg.data.n_train), "models": models, "tests": tests,

@@ -36,16 +36,19 @@ import torch
 from qepi.config import Backend, Circuit, Config, Regulation, apply_overrides, to_toml
 from qepi.data import load_dataset
 from qepi.errors import UserError
+from qepi.experiments.rundir import CONFIG, MARKS, MARKS_DIR, MARKS_PLAN, REPORT, fresh_dir
+from qepi.experiments.tables import fmt, md_table
 from qepi.layers.epigenetic import (
     EpigeneticMap,
     add_mark_set,
     erase_marks,
     freeze_genome,
-    regulation_report,
+    regulation_on,
     use_marks,
 )
+from qepi.layers.record import ForwardRecord
 from qepi.models import HybridTransformer, count_parameters
-from qepi.training import Trainer, atomic_write_text, evaluate, predict, seed_everything
+from qepi.training import Trainer, atomic_write_text, evaluate, load_model, predict, seed_everything
 
 MARK_SETS = ("B", "C")  # task name = mark set name; task A is the base model
 
@@ -67,12 +70,19 @@ def _equal_states(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> boo
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def default_marks_dir(cfg: Config) -> Path:
+    """``<run.out_dir>/marks-<run.name or task>``."""
+    return Path(cfg.run.out_dir) / f"marks-{cfg.run.name or cfg.data.task}"
+
+
 def marks_experiment(cfg: Config, task_b: list[str] | tuple[str, ...] = (),
-                     out: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+                     out: str | Path | None = None, progress: bool = True,
+                     overwrite: bool = False) -> dict[str, Any]:
     """Train on task A; learn mark sets B and C (tasks B and C: data seeds ``run.seed + 1``
     and ``+ 2``) with the genome frozen, kept side by side and switched by name; compare
-    with full fine-tuning and training from scratch on B. Writes ``marks.json`` and
-    ``report.md`` to ``out`` when given and returns the figures.
+    with full fine-tuning and training from scratch on B. With ``out``, writes a marks
+    directory (``marks-plan.json``, ``config.toml``, then ``marks.json`` and ``report.md``;
+    an earlier one is replaced only with ``overwrite``). Returns the figures.
 
     Example:
         >>> from qepi.config import Config, update
@@ -96,10 +106,23 @@ def marks_experiment(cfg: Config, task_b: list[str] | tuple[str, ...] = (),
     data.update({name: load_dataset(cfg_b.data, seed + i) for i, name in enumerate(MARK_SETS, 1)})
     if data["A"].spec != data["B"].spec:
         raise UserError(f"tasks A and B need the same input shape: {data['A'].spec} vs {data['B'].spec}")
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.toml", to_toml(cfg))
+    if out is None:
+        return _experiment(cfg, cfg_b, list(task_b), data, progress)
+    out = Path(out)
+    with fresh_dir(out, MARKS_DIR, overwrite):
+        plan = {"task_b_overrides": list(task_b), "data_seeds": {"A": seed, "B": seed + 1, "C": seed + 2}}
+        atomic_write_text(out / MARKS_PLAN, json.dumps(plan, indent=2) + "\n")
+        atomic_write_text(out / CONFIG, to_toml(cfg))
+        result = _experiment(cfg, cfg_b, list(task_b), data, progress)
+        atomic_write_text(out / MARKS, json.dumps(result, indent=2) + "\n")
+        atomic_write_text(out / REPORT, format_report(result))
+    return result
+
+
+def _experiment(cfg: Config, cfg_b: Config, task_b: list[str], data: dict[str, Any],
+                progress: bool) -> dict[str, Any]:
+    """The body of :func:`marks_experiment` on the loaded datasets of tasks A, B and C."""
+    seed = cfg.run.seed
 
     def accuracies(model) -> dict[str, float]:
         return {f"acc_{task.lower()}": evaluate(model, ds.test)["acc"] for task, ds in data.items()}
@@ -137,20 +160,14 @@ def marks_experiment(cfg: Config, task_b: list[str] | tuple[str, ...] = (),
     scratch = HybridTransformer(cfg_b, data["B"].spec)
     rows.append({"method": "from scratch on B", "trainable_params": count_parameters(scratch),
                  **_fit(scratch, cfg_b, data["B"], progress), **accuracies(scratch)})
-    result = {"task_a": cfg.data.task, "task_b_overrides": list(task_b), "seed": seed,
-              "methods": rows, "checks": checks, "expression": expression}
-    if out is not None:
-        atomic_write_text(out / "marks.json", json.dumps(result, indent=2) + "\n")
-        atomic_write_text(out / "report.md", format_report(result))
-    return result
+    return {"task_a": cfg.data.task, "task_b_overrides": task_b, "seed": seed,
+            "methods": rows, "checks": checks, "expression": expression}
 
 
 def _expression(model, dataset) -> dict[str, float]:
     """Mean expression ratio of every epigenetic layer on the test split."""
-    with torch.no_grad():
-        model.eval()
-        model(dataset.test.x, dataset.test.mask)
-    return {name: round(r["expression_ratio"], 4) for name, r in regulation_report(model).items()}
+    report = regulation_on(model, dataset.test.x, dataset.test.mask)
+    return {name: round(r["expression_ratio"], 4) for name, r in report.items()}
 
 
 def format_report(result: dict[str, Any]) -> str:
@@ -163,14 +180,13 @@ def format_report(result: dict[str, Any]) -> str:
         f"{' with ' + ', '.join(f'`{o}`' for o in result['task_b_overrides']) if result['task_b_overrides'] else ''}"
         f", data seeds {seed + 1} and {seed + 2}.",
         "",
-        "| method | trainable params | test acc A | test acc B | test acc C | steps |",
-        "|---|---:|---:|---:|---:|---:|",
     ]
-    for row in result["methods"]:
-        lines.append(f"| {row['method']} | {row['trainable_params']} | {row['acc_a']:.3f} | "
-                     f"{row['acc_b']:.3f} | {row['acc_c']:.3f} | {row['steps']} |")
+    rows = [["method", "trainable params", "test acc A", "test acc B", "test acc C", "steps"]]
+    rows += [[row["method"], str(row["trainable_params"]), fmt(row["acc_a"]), fmt(row["acc_b"]),
+              fmt(row["acc_c"]), str(row["steps"])] for row in result["methods"]]
     checks = result["checks"]
     lines += [
+        md_table(rows, right=1),
         "",
         "Each row is evaluated with its own weights and marks: both mark sets live in one model "
         "on one frozen genome and are switched by name; with the marks off it is the base row.",
@@ -186,28 +202,11 @@ def format_report(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def command(args) -> int:
-    """``qepi marks CONFIG [--set k=v] [--task-b data.k=v] [--out DIR] [--json]``."""
-    from qepi.config import load
-
-    cfg = apply_overrides(load(args.config), args.overrides)
-    out = args.out or Path(cfg.run.out_dir) / f"marks-{cfg.run.name or cfg.data.task}"
-    result = marks_experiment(cfg, args.task_b, out, progress=not (args.quiet or args.json))
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(format_report(result))
-        print(f"report: {Path(out) / 'report.md'}")
-    return 0
-
-
 # ---------------------------------------------------------------- expression benchmark
 def aer_check(run_dir: str | Path, batch_size: int = 8) -> dict[str, Any]:
     """A finished run's model on its own backend and on Aer: test accuracy on both, the
     expression ratio per regulated layer, and the circuits and wall time of one Aer
     training step (task loss + regularization) on ``batch_size`` training examples."""
-    from qepi.training import load_model
-
     model, cfg = load_model(run_dir)
     dataset = load_dataset(cfg.data, cfg.run.seed)
     result: dict[str, Any] = {"run_dir": str(run_dir), "backend": cfg.backend.name,
@@ -220,8 +219,9 @@ def aer_check(run_dir: str | Path, batch_size: int = 8) -> dict[str, Any]:
     before = sum(layer.executor.stats.circuits for layer in layers)
     model.train()
     start = time.perf_counter()
-    loss = torch.nn.functional.cross_entropy(model(batch.x, batch.mask), batch.y)
-    (loss + model.regularization_loss()).backward()
+    record = ForwardRecord()
+    loss = torch.nn.functional.cross_entropy(model(batch.x, batch.mask, record), batch.y)
+    (loss + record.regularization_loss()).backward()
     result["aer_step_s"] = time.perf_counter() - start
     result["aer_step_circuits"] = sum(layer.executor.stats.circuits for layer in layers) - before
     result["aer_step_tokens"] = batch.x.shape[0] * batch.x.shape[1]
@@ -252,11 +252,12 @@ def expression_bench(qubits: int = 6, layers: int = 2, tokens: int = 32,
             last.bias[on] = 5.0
         x = torch.rand(tokens, 1, qubits, dtype=torch.float64)  # (N, K=1, n_qubits)
 
-        def step():
+        def step(record: ForwardRecord | None = None):
             core.zero_grad()
-            core(x).sum().backward()
+            core(x, record=record).sum().backward()
 
-        step()  # traces, finds the angle map and assembles the template once
+        record = ForwardRecord()
+        step(record)  # traces, finds the angle map and assembles the template once
         stats = core.layer.executor.stats
         times, before = [], stats.circuits
         for _ in range(repeats):
@@ -265,7 +266,7 @@ def expression_bench(qubits: int = 6, layers: int = 2, tokens: int = 32,
             times.append(time.perf_counter() - start)
         circuits = (stats.circuits - before) // repeats
         rows.append({"expression": expression, "expressed_angles": n_on, "angles": core.n_marks,
-                     "measured_expression": core.expression_ratio(), "circuits": circuits,
+                     "measured_expression": core.expression_ratio(record), "circuits": circuits,
                      "circuits_per_token": circuits / tokens, "step_s": min(times)})
     for row in rows:
         row["circuits_vs_first"] = row["circuits"] / rows[0]["circuits"]
@@ -273,4 +274,5 @@ def expression_bench(qubits: int = 6, layers: int = 2, tokens: int = 32,
     return rows
 
 
-__all__ = ["aer_check", "command", "expression_bench", "format_report", "marks_experiment", "task_b_config"]
+__all__ = ["aer_check", "default_marks_dir", "expression_bench", "format_report", "marks_experiment",
+           "task_b_config"]

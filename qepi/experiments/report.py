@@ -1,153 +1,75 @@
-"""Markdown reports with matplotlib plots, rendered from saved metrics and summaries only,
-so ``qepi report DIR`` can draw them again at any time."""
+"""Reports of runs, comparisons and sweeps: Markdown with plots, and the tables printed on
+stdout. Everything is rendered from a directory's saved files and aggregates only, so
+``qepi report DIR`` can draw them again at any time.
+
+The drivers call these at their end (:func:`qepi.experiments.run`,
+:func:`qepi.experiments.compare`, :func:`qepi.experiments.sweep.sweep`); nothing here runs
+an experiment.
+"""
 
 from __future__ import annotations
 
-import json
 import math
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from qepi.errors import UserError
-from qepi.training import atomic_write_text, read_metrics
-
-COLORS = {"quantum": "tab:blue", "classical": "tab:orange", "no_entanglement": "tab:green"}
-
-
-def to_json(value: Any, indent: int | None = 2) -> str:
-    """JSON text with NaN and infinities written as null (strict JSON for scripts).
-
-    >>> to_json({"p": float("nan"), "x": [1.5]}, indent=None)
-    '{"p": null, "x": [1.5]}'
-    """
-
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(value), indent=indent)
+from qepi.experiments.plots import plot_accuracy_vs_params, plot_grid_accuracy, plot_learning_curves
+from qepi.experiments.rundir import (
+    ACCURACY_VS_PARAMS,
+    COMPARISON,
+    CONFIG,
+    LEARNING_CURVES,
+    REPORT,
+    SWEEP,
+    SWEEP_ACCURACY,
+    TRIALS,
+    read_summary,
+)
+from qepi.experiments.tables import fmt, md_table, num, pm, text_table, to_json, value_text
+from qepi.training import atomic_write_text
 
 
-def epoch_curves(records: list[dict[str, Any]]) -> dict[str, dict[int, float]]:
-    """Per-epoch mean train loss / acc and dev loss / acc from metrics records.
-
-    >>> epoch_curves([{"kind": "train", "epoch": 0, "loss": 1.0, "acc": 0.5},
-    ...               {"kind": "train", "epoch": 0, "loss": 0.5, "acc": 1.0},
-    ...               {"kind": "eval", "split": "dev", "epoch": 0, "loss": 0.6, "acc": 0.7}])
-    {'train_loss': {0: 0.75}, 'train_acc': {0: 0.75}, 'dev_loss': {0: 0.6}, 'dev_acc': {0: 0.7}}
-    """
-    sums: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in records:
-        if r.get("kind") == "train":
-            sums["train_loss"][r["epoch"]].append(r["loss"])
-            sums["train_acc"][r["epoch"]].append(r["acc"])
-        elif r.get("kind") == "eval" and r.get("split") == "dev":
-            sums["dev_loss"][r["epoch"]].append(r["loss"])
-            sums["dev_acc"][r["epoch"]].append(r["acc"])
-    return {k: {e: sum(v) / len(v) for e, v in sorted(d.items())} for k, d in sums.items()}
-
-
-def _mean_curve(curves: list[dict[int, float]]) -> tuple[list[int], list[float]]:
-    """Mean over runs at the epochs every run reached (early stopping can end runs early)."""
-    curves = [c for c in curves if c]
-    if not curves:
-        return [], []
-    epochs = sorted(set.intersection(*(set(c) for c in curves)))
-    return [e + 1 for e in epochs], [sum(c[e] for c in curves) / len(curves) for e in epochs]
+# ---------------------------------------------------------------------- one run
+def render_run_report(run_dir: str | Path) -> Path:
+    """Write ``report.md`` and ``learning_curves.png`` of one finished run."""
+    run_dir = Path(run_dir)
+    s = read_summary(run_dir)
+    plot_learning_curves(run_dir / LEARNING_CURVES, {s["kind"]: [run_dir]}, {s["kind"]: s["kind"]})
+    rows = [["test acc", "test loss", "best dev acc", "chance", "params", "steps", "circuits",
+             "shots", "wall s"],
+            [fmt(s["test_acc"]), fmt(s["test_loss"]), fmt(s["best_dev_acc"]), fmt(s["chance_acc"]),
+             str(s["params"]), str(s["steps"]), str(s["circuits"]), str(s["shots"]),
+             fmt(s["wall_time_s"], 1)]]
+    notes = []
+    if s.get("warm_start"):
+        notes.append(f"Warm-started from `{s['warm_start']}`.")
+    if s.get("stopped_early"):
+        notes.append("Stopped early on dev accuracy; the weights are those of the best dev epoch.")
+    text = "\n".join([f"# Run {s['name']}", "",
+                      f"{s['kind']} model on `{s['task']}`, seed {s['seed']}, backend {s['backend']}.",
+                      "", md_table(rows), "", *(f"{n}\n" for n in notes),
+                      f"![learning curves]({LEARNING_CURVES})", ""])
+    atomic_write_text(run_dir / REPORT, text)
+    return run_dir / REPORT
 
 
-def plot_learning_curves(path: Path, runs: dict[str, list[Path]], labels: dict[str, str]) -> None:
-    """Train loss and dev accuracy per epoch (mean over seeds) of every model, one figure."""
-    from qepi.plotting import subplots
-
-    fig, (ax_loss, ax_acc) = subplots(1, 2, figsize=(10, 4))
-    for variant, dirs in runs.items():
-        curves = [epoch_curves(read_metrics(d / "metrics.jsonl")) for d in dirs]
-        color = COLORS.get(variant)
-        x, y = _mean_curve([c.get("train_loss", {}) for c in curves])
-        ax_loss.plot(x, y, marker="o", ms=3, color=color, label=labels[variant])
-        key = "dev_acc" if any("dev_acc" in c for c in curves) else "train_acc"
-        x, y = _mean_curve([c.get(key, {}) for c in curves])
-        ax_acc.plot(x, y, marker="o", ms=3, color=color, label=labels[variant])
-        ax_acc.set_ylabel("dev accuracy" if key == "dev_acc" else "train accuracy")
-    ax_loss.set(xlabel="epoch", ylabel="train loss (cross-entropy)", title="Learning curves")
-    ax_acc.set(xlabel="epoch", title=f"mean over {max(len(d) for d in runs.values())} seed(s)")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def plot_accuracy_vs_params(path: Path, comparison: dict[str, Any]) -> None:
-    """Test accuracy against parameter count: each seed as a faint dot, the mean with its
-    95% CI as a bar (clipped to [0, 1]); models of equal size are drawn slightly apart."""
-    from qepi.plotting import subplots
-
-    fig, ax = subplots(figsize=(5.5, 4))
-    models = comparison["models"]
-    counts = [m["params"] for m in models.values()]
-    dodge = 0.02 * (max(counts) - min(counts) or max(counts))  # models of equal size side by side
-    for i, (variant, m) in enumerate(models.items()):
-        color, mean, ci = COLORS.get(variant), m["test_acc"]["mean"], m["test_acc"]["ci"]
-        x = m["params"] + (i - (len(models) - 1) / 2) * dodge
-        per_seed = m["per_seed"]["test_acc"]
-        ax.scatter([x] * len(per_seed), per_seed, color=color, alpha=0.35, s=14)
-        low, high = (mean, mean) if math.isnan(ci) else (max(0.0, mean - ci), min(1.0, mean + ci))
-        ax.errorbar(x, mean, yerr=[[mean - low], [high - mean]], fmt="o", capsize=4,
-                    color=color, label=m["label"])
-    ax.axhline(comparison["chance_acc"], color="gray", ls="--", lw=1, label="chance (majority)")
-    ax.set(xlabel="trainable parameters", ylabel="test accuracy", ylim=(0, 1.02),
-           title="Accuracy against parameter count")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def _pm(stat: dict[str, float]) -> str:
-    if math.isnan(stat["ci"]):
-        return f"{stat['mean']:.3f}"
-    return f"{stat['mean']:.3f} ± {stat['ci']:.3f}"
-
-
-def _num(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{x:.3g}"
-
-
+# ---------------------------------------------------------------------- a comparison
 def table_rows(comparison: dict[str, Any]) -> list[list[str]]:
     """Header and one row per model: accuracy and loss (mean ± 95% CI), params, circuits,
     shots and wall time (means per run)."""
     rows = [["model", "test acc", "test loss", "params", "circuits", "shots", "wall s"]]
     for m in comparison["models"].values():
-        rows.append([m["label"], _pm(m["test_acc"]), _pm(m["test_loss"]), str(m["params"]),
-                     f"{m['circuits']:.0f}", f"{m['shots']:.0f}", f"{m['wall_time_s']:.1f}"])
+        rows.append([m["label"], pm(m["test_acc"]), pm(m["test_loss"]), str(m["params"]),
+                     f"{m['circuits']:.0f}", f"{m['shots']:.0f}", fmt(m["wall_time_s"], 1)])
     return rows
 
 
 def format_table(comparison: dict[str, Any]) -> str:
     """The comparison as a plain-text table with the verdict below it (for stdout)."""
-    rows = table_rows(comparison)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                               for i, (c, w) in enumerate(zip(r, widths)))
     n = len(comparison["seeds"])
-    out = [f"{comparison['task']}: {n} seed(s), mean ± 95% CI", line(rows[0]),
-           "  ".join("-" * w for w in widths)]
-    out += [line(r) for r in rows[1:]]
+    out = [f"{comparison['task']}: {n} seed(s), mean ± 95% CI", *text_table(table_rows(comparison))]
     out += [""] + [v.replace("**", "") for v in comparison["verdict"]]
     return "\n".join(out)
-
-
-def _md_table(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows[1:]])
 
 
 def render_compare_report(out: str | Path, comparison: dict[str, Any]) -> Path:
@@ -155,15 +77,15 @@ def render_compare_report(out: str | Path, comparison: dict[str, Any]) -> Path:
     ``report.md`` in the comparison directory ``out``; returns the report's path."""
     out = Path(out)
     runs = {v: [out / name for name in m["runs"]] for v, m in comparison["models"].items()}
-    plot_learning_curves(out / "learning_curves.png", runs,
+    plot_learning_curves(out / LEARNING_CURVES, runs,
                          {v: m["label"] for v, m in comparison["models"].items()})
-    plot_accuracy_vs_params(out / "accuracy_vs_params.png", comparison)
+    plot_accuracy_vs_params(out / ACCURACY_VS_PARAMS, comparison)
     cfg = comparison["config"]
     tests = [["quantum vs", "metric", "mean difference", "95% CI", "t", "p"]]
     for other, by_metric in comparison["tests"].items():
         for metric, t in by_metric.items():
-            tests.append([comparison["models"][other]["label"], f"test {metric}", _num(t["diff"]),
-                          _num(t["ci"]), _num(t["t"]), _num(t["p"])])
+            tests.append([comparison["models"][other]["label"], f"test {metric}", num(t["diff"]),
+                          num(t["ci"]), num(t["t"]), num(t["p"])])
     c, m, tr, b = cfg["circuit"], cfg["model"], cfg["train"], cfg["backend"]
     shots = f" ({b['shots']} shots)" if b["shots"] else ""
     text = "\n".join([
@@ -182,65 +104,101 @@ def render_compare_report(out: str | Path, comparison: dict[str, Any]) -> Path:
         "",
         "## Results (mean ± 95% CI over seeds, Student t)",
         "",
-        _md_table(table_rows(comparison)),
+        md_table(table_rows(comparison)),
         "",
         "Circuits, shots and wall time are means per run (training and evaluation).",
         "",
         "## Paired tests over seeds",
         "",
-        _md_table(tests),
+        md_table(tests),
         "",
         "## Plots",
         "",
-        "![learning curves](learning_curves.png)",
+        f"![learning curves]({LEARNING_CURVES})",
         "",
-        "![accuracy against parameter count](accuracy_vs_params.png)",
+        f"![accuracy against parameter count]({ACCURACY_VS_PARAMS})",
         "",
     ])
-    atomic_write_text(out / "comparison.json", to_json(comparison) + "\n")
-    atomic_write_text(out / "report.md", text)
-    return out / "report.md"
+    atomic_write_text(out / COMPARISON, to_json(comparison) + "\n")
+    atomic_write_text(out / REPORT, text)
+    return out / REPORT
 
 
-def render_run_report(run_dir: str | Path) -> Path:
-    """Write ``report.md`` and ``learning_curves.png`` of one finished run."""
-    run_dir = Path(run_dir)
-    path = run_dir / "summary.json"
-    if not path.is_file():
-        raise UserError(f"{run_dir}: run did not finish (no summary.json)")
-    s = json.loads(path.read_text())
-    plot_learning_curves(run_dir / "learning_curves.png", {s["kind"]: [run_dir]}, {s["kind"]: s["kind"]})
-    rows = [["test acc", "test loss", "best dev acc", "chance", "params", "steps", "circuits",
-             "shots", "wall s"],
-            [f"{s['test_acc']:.3f}", f"{s['test_loss']:.3f}",
-             "n/a" if s["best_dev_acc"] is None else f"{s['best_dev_acc']:.3f}",
-             f"{s['chance_acc']:.3f}", str(s["params"]), str(s["steps"]), str(s["circuits"]),
-             str(s["shots"]), f"{s['wall_time_s']:.1f}"]]
-    notes = []
-    if s.get("warm_start"):
-        notes.append(f"Warm-started from `{s['warm_start']}`.")
-    if s.get("stopped_early"):
-        notes.append("Stopped early on dev accuracy; the weights are those of the best dev epoch.")
-    text = "\n".join([f"# Run {s['name']}", "",
-                      f"{s['kind']} model on `{s['task']}`, seed {s['seed']}, backend {s['backend']}.",
-                      "", _md_table(rows), "", *(f"{n}\n" for n in notes),
-                      "![learning curves](learning_curves.png)", ""])
-    atomic_write_text(run_dir / "report.md", text)
-    return run_dir / "report.md"
+# ---------------------------------------------------------------------- a sweep
+def sweep_table_rows(agg: dict[str, Any]) -> list[list[str]]:
+    """Header and one row per grid point: the grid values, model kind, test accuracy, test
+    loss and wall time (mean ± 95% CI over seeds), parameters and finished seeds."""
+    keys = list(agg["grid"])
+    rows = [[*keys, "kind", "test acc", "test loss", "params", "wall s", "seeds"]]
+    for p in agg["points"]:
+        rows.append([*(value_text(p["point"][k]) for k in keys), p["kind"], pm(p["test_acc"]),
+                     pm(p["test_loss"]), "n/a" if p["params"] is None else str(p["params"]),
+                     pm(p["wall_time_s"], 1), f"{p['test_acc']['n']}/{len(agg['seeds'])}"])
+    return rows
 
 
-def render(directory: str | Path) -> Path:
-    """Render the report of a sweep, comparison or run directory again from its saved files."""
-    from qepi.experiments.compare import MANIFEST, summarize
-    from qepi.experiments.sweep import PLAN, aggregate, render_sweep_report
+def comparison_lines(agg: dict[str, Any]) -> list[str]:
+    """One sentence per quantum-vs-classical comparison of a sweep."""
+    lines = []
+    for r in agg["quantum_vs_classical"]:
+        where = f"At {r['setting']}: " if r["setting"] else ""
+        if "note" in r:
+            lines.append(f"{where}{r['note']}.")
+            continue
+        a = r["acc"]
+        p = f"p = {fmt(a['p'])}" if not math.isnan(a["p"]) else "no paired test"
+        kind = "" if r["kind"] == "quantum" else f" ({r['kind']})"
+        lines.append(f"{where}{r['quantum']}{kind} vs {r['classical']}: mean test accuracy "
+                     f"difference {fmt(a['diff'])} (95% CI ± {fmt(a['ci'])}, {p}, n = {a['n']} "
+                     f"seeds); {r['params']['quantum']} vs {r['params']['classical']} parameters.")
+    return lines
 
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise UserError(f"{directory}: no such directory")
-    if (directory / PLAN).is_file():
-        return render_sweep_report(directory, aggregate(directory))
-    if (directory / MANIFEST).is_file():
-        return render_compare_report(directory, summarize(directory))
-    if (directory / "config.toml").is_file():
-        return render_run_report(directory)
-    raise UserError(f"{directory}: not a qepi run or comparison directory")
+
+def format_sweep(agg: dict[str, Any]) -> str:
+    """The sweep's aggregate as a plain-text table with the comparisons below it (for stdout)."""
+    out = [f"{agg['task']}: {len(agg['points'])} grid point(s) x {len(agg['seeds'])} seed(s), "
+           f"mean ± 95% CI", *text_table(sweep_table_rows(agg), left=len(agg["grid"]) + 1)]
+    comparisons = comparison_lines(agg)
+    if comparisons:
+        out += ["", *comparisons]
+    if agg["missing"]:
+        out += ["", f"{len(agg['missing'])} trial(s) not finished: {', '.join(agg['missing'])}"]
+    return "\n".join(out)
+
+
+def render_sweep_report(out: str | Path, agg: dict[str, Any]) -> Path:
+    """Write ``sweep.json``, ``accuracy.png``, ``learning_curves.png`` and ``report.md`` in
+    the sweep directory ``out``; returns the report's path."""
+    out = Path(out)
+    finished = [p for p in agg["points"] if p["runs"]]
+    if finished:
+        plot_grid_accuracy(out / SWEEP_ACCURACY, agg)
+        runs = {p["label"]: [out / TRIALS / name for name in p["runs"]] for p in finished}
+        plot_learning_curves(out / LEARNING_CURVES, runs, {k: k for k in runs})
+    tr, b = agg["config"]["train"], agg["config"]["backend"]
+    grid = [f"- `{k}`: {', '.join(f'`{value_text(v)}`' for v in values)}" for k, values in agg["grid"].items()]
+    lines = [
+        f"# Sweep: {agg['task']}", "",
+        f"{len(agg['points'])} grid point(s) × seeds {agg['seeds']}; base budget {tr['epochs']} "
+        f"epochs, batch {tr['batch_size']}, {tr['optimizer']} lr {tr['lr']}, backend {b['name']}. "
+        f"Base config: `{CONFIG}`; one run directory per trial under `{TRIALS}/`.", "",
+        "## Grid", "", *(grid or ["(no grid keys: the base config over seeds)"]), "",
+        "## Results (mean ± 95% CI over seeds, Student t)", "",
+        md_table(sweep_table_rows(agg)), "",
+    ]
+    comparisons = comparison_lines(agg)
+    if comparisons:
+        lines += ["## Quantum vs classical (paired over seeds)", "", *[f"- {c}" for c in comparisons], ""]
+    if agg["missing"]:
+        lines += ["## Unfinished trials", "", "Start the sweep again to finish them:", "",
+                  *[f"- `{name}`" for name in agg["missing"]], ""]
+    if finished:
+        lines += ["## Plots", "", f"![test accuracy per grid point]({SWEEP_ACCURACY})", "",
+                  f"![learning curves]({LEARNING_CURVES})", ""]
+    atomic_write_text(out / SWEEP, to_json(agg) + "\n")
+    atomic_write_text(out / REPORT, "\n".join(lines))
+    return out / REPORT
+
+
+__all__ = ["comparison_lines", "format_sweep", "format_table", "render_compare_report",
+           "render_run_report", "render_sweep_report", "sweep_table_rows", "table_rows"]

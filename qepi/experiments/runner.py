@@ -1,6 +1,7 @@
 """One experiment: config -> run directory -> trained model and summary.
 
-A run directory ``runs/<name>/`` holds, in the order written:
+A run directory ``runs/<name>/`` holds, in the order written (names in
+:mod:`qepi.experiments.rundir`):
 
 - ``config.toml``: the resolved config (every key), written before training starts;
 - ``metrics.jsonl``: one record per step and per evaluation, as they come;
@@ -15,17 +16,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qepi import __version__
 from qepi.config import Config, load, to_toml
 from qepi.data import Dataset, load_dataset
+from qepi.diagnostics import training_monitors
 from qepi.errors import UserError
-from qepi.layers.epigenetic import regulation_report
+from qepi.experiments.report import render_run_report
+from qepi.experiments.rundir import CHECKPOINT, CONFIG, MODEL, RUN, SUMMARY, fresh_dir
+from qepi.layers.epigenetic import regulation_on
 from qepi.models import HybridTransformer, count_parameters
 from qepi.training import (
     Trainer,
@@ -61,51 +63,6 @@ def default_run_dir(cfg: Config) -> Path:
     return Path(cfg.run.out_dir) / name
 
 
-def prepare_dir(path: Path, marker: str, overwrite: bool, what: str = "run") -> Path | None:
-    """Make sure ``path`` is free for a new run: absent or empty, or (with ``overwrite``) an
-    earlier qepi directory (it holds ``marker``), which is moved aside to ``<path>.replaced``;
-    returns that backup, or None. Nothing else is ever touched, and an existing run is never
-    written over unasked."""
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{path}: exists and is not a directory")
-    if not path.exists() or not any(path.iterdir()):
-        return None
-    if not (path / marker).exists():
-        raise UserError(f"{path}: directory is not empty and is not a qepi {what} directory; "
-                        f"choose another --out")
-    if not overwrite:
-        state = "a finished" if (path / "summary.json").exists() or (path / "comparison.json").exists() \
-            else "an unfinished"
-        hint = " (continue it with --resume)" if state == "an unfinished" and what == "run" else ""
-        raise UserError(f"{path}: holds {state} {what}{hint}; pass --overwrite to replace it "
-                        f"or choose another --out")
-    backup = path.with_name(path.name + ".replaced")
-    if backup.exists():
-        if not (backup / marker).exists():
-            raise UserError(f"{backup}: exists and is not a qepi {what} directory; move it away")
-        shutil.rmtree(backup)
-    path.rename(backup)
-    return backup
-
-
-@contextmanager
-def new_run_dir(path: Path, marker: str, overwrite: bool, what: str = "run") -> Iterator[None]:
-    """:func:`prepare_dir`, then the body writes the new run. An earlier run replaced with
-    ``overwrite`` is deleted only once the body has finished; if the body fails, the new
-    partial run is dropped and the earlier one put back (after a hard kill it survives as
-    ``<path>.replaced``)."""
-    backup = prepare_dir(path, marker, overwrite, what)
-    try:
-        yield
-    except BaseException:
-        if backup is not None:
-            shutil.rmtree(path, ignore_errors=True)
-            backup.rename(path)
-        raise
-    if backup is not None:
-        shutil.rmtree(backup)
-
-
 def majority_rate(dataset: Dataset) -> float:
     """Test accuracy of always answering the most frequent test class (the chance level)."""
     y = dataset.test.y
@@ -114,9 +71,9 @@ def majority_rate(dataset: Dataset) -> float:
 
 def _warm_start(model: HybridTransformer, source: str | Path) -> str:
     source = Path(source)
-    path = source / "model.pt" if source.is_dir() else source
+    path = source / MODEL if source.is_dir() else source
     if source.is_dir() and not path.is_file():
-        raise UserError(f"--from {source}: no model.pt there (the run did not finish)")
+        raise UserError(f"--from {source}: no {MODEL} there (the run did not finish)")
     state = load_checkpoint(path)
     saved_spec = state.get("input_spec")
     if saved_spec != dataclasses.asdict(model.inputs):
@@ -132,9 +89,7 @@ def _warm_start(model: HybridTransformer, source: str | Path) -> str:
 
 def _finish(run_dir: Path, cfg: Config, model, dataset: Dataset,
             fit: dict[str, Any], extra: dict[str, Any], report: bool) -> dict[str, Any]:
-    from qepi import __version__
-
-    save_checkpoint(run_dir / "model.pt", model_record(model, cfg, cfg.run.seed))
+    save_checkpoint(run_dir / MODEL, model_record(model, cfg, cfg.run.seed))
     summary = {
         "name": run_dir.name, "kind": model_kind(cfg), "task": cfg.data.task, "seed": cfg.run.seed,
         "backend": cfg.backend.name, "params": count_parameters(model), "n_train": len(dataset.train),
@@ -144,13 +99,11 @@ def _finish(run_dir: Path, cfg: Config, model, dataset: Dataset,
         "circuits": fit["circuits"], "shots": fit["shots"], "wall_time_s": fit["wall_time_s"],
         "qepi_version": __version__, **extra,
     }
-    regulation = regulation_report(model)  # expression ratios of the latest (test) forward
+    regulation = regulation_on(model, dataset.test.x, dataset.test.mask)  # expression on test
     if regulation:
         summary["regulation"] = regulation
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
     if report:
-        from qepi.experiments.report import render_run_report
-
         render_run_report(run_dir)
     return summary
 
@@ -159,8 +112,6 @@ def _with_monitors(cfg: Config, dataset: Dataset, callbacks) -> list:
     """``callbacks`` plus, with ``train.diagnostics``, the gradient-flow and entropy monitors."""
     if not cfg.train.diagnostics:
         return list(callbacks)
-    from qepi.diagnostics import training_monitors
-
     return [*callbacks, *training_monitors(dataset)]
 
 
@@ -199,9 +150,8 @@ def run(cfg: Config, out: str | Path | None = None, *, warm_start: str | Path | 
         extra["warm_start"] = _warm_start(model, warm_start)
     trainer = Trainer(model, cfg, dataset, run_dir=run_dir,
                       callbacks=_with_monitors(cfg, dataset, callbacks), progress=progress)
-    with new_run_dir(run_dir, "config.toml", overwrite):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.toml", to_toml(cfg))
+    with fresh_dir(run_dir, RUN, overwrite):
+        atomic_write_text(run_dir / CONFIG, to_toml(cfg))
         fit = trainer.fit()
         summary = _finish(run_dir, cfg, model, dataset, fit, extra, report)
     return RunResult(run_dir, cfg, summary, model)
@@ -212,14 +162,14 @@ def resume(run_dir: str | Path, *, callbacks=(), progress: bool = True,
     """Continue an interrupted run from ``run_dir/checkpoint.pt`` with its saved config; the
     final weights equal those of an uninterrupted run."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.toml").is_file():
-        raise UserError(f"--resume {run_dir}: not a qepi run directory (no config.toml)")
-    if (run_dir / "summary.json").exists():
+    if not (run_dir / CONFIG).is_file():
+        raise UserError(f"--resume {run_dir}: not a qepi run directory (no {CONFIG})")
+    if (run_dir / SUMMARY).exists():
         raise UserError(f"--resume {run_dir}: the run already finished")
-    if not (run_dir / "checkpoint.pt").is_file():
+    if not (run_dir / CHECKPOINT).is_file():
         raise UserError(f"--resume {run_dir}: no checkpoint yet; start the run again with --overwrite")
-    cfg = load(run_dir / "config.toml")
-    state = load_checkpoint(run_dir / "checkpoint.pt")
+    cfg = load(run_dir / CONFIG)
+    state = load_checkpoint(run_dir / CHECKPOINT)
     dataset = load_dataset(cfg.data, cfg.run.seed)
     model = HybridTransformer(cfg, dataset.spec)
     trainer = Trainer(model, cfg, dataset, run_dir=run_dir,

@@ -1,6 +1,6 @@
 """Hyperparameter search with Ray Tune: ASHA early stopping or population-based training.
 
-The grid's values are the search space (:func:`qepi.experiments.sweep.parse_grid`). Every
+The grid's values are the search space (:func:`qepi.experiments.grid.parse_grid`). Every
 Tune trial trains with :func:`qepi.experiments.runner.run` in ``runs/<trial id>/`` and
 reports each epoch's dev accuracy and loss to Tune together with the checkpoint written at
 that epoch's end (:class:`TuneReport`):
@@ -34,22 +34,28 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from qepi.config import Config, apply_overrides, from_dict, load, to_dict, to_toml, update
+from qepi.config import Config, apply_overrides, from_dict, to_dict, to_toml, update
 from qepi.errors import UserError
-from qepi.experiments.sweep import (
-    _override,
-    _text,
-    import_ray,
-    largest_node_cpus,
-    ray_session,
-    trial_cpus,
-    use_assigned_cpus,
+from qepi.experiments.cluster import import_ray, largest_node_cpus, ray_session, trial_cpus, use_assigned_cpus
+from qepi.experiments.grid import check_points, override, plan_trials
+from qepi.experiments.rundir import (
+    BEST,
+    CHECKPOINT,
+    CONFIG,
+    HISTORY,
+    REPORT,
+    SEARCH,
+    SEARCH_DIR,
+    TRIALS,
+    TUNE_PLAN,
+    TUNE_STATE,
+    continued_dir,
 )
-from qepi.training import Callback, atomic_write_text, load_checkpoint, lr_factor
+from qepi.experiments.runner import run
+from qepi.experiments.tables import fmt, md_table, text_table, to_json, value_text
+from qepi.training import Callback, atomic_write_text, load_checkpoint
 
 SCHEDULERS = ("asha", "pbt")
-PLAN = "tune-plan.json"
-HISTORY = "history.jsonl"
 METRIC = "dev_acc"
 
 
@@ -60,7 +66,7 @@ def resolve(base: Config, values: dict[str, Any]) -> Config:
     >>> resolve(Config(), {"train.lr": 0.1, "model.embedding": "classical"}).train.lr
     0.1
     """
-    return apply_overrides(base, [_override(k, v) for k, v in values.items()])
+    return apply_overrides(base, [override(k, v) for k, v in values.items()])
 
 
 def adopt_state(trainer, state: dict[str, Any]) -> None:
@@ -69,13 +75,7 @@ def adopt_state(trainer, state: dict[str, Any]) -> None:
     moments and schedule position come from ``state``, the settings from the trainer's
     config (PBT's mutation takes effect)."""
     trainer.load_state(state)
-    t = trainer.cfg.train
-    lr = t.lr * lr_factor(trainer.scheduler.last_epoch, trainer.total_steps, t.schedule, t.warmup_steps)
-    groups = trainer.optimizer.param_groups
-    for group in groups:
-        group.update(initial_lr=t.lr, lr=lr, weight_decay=t.weight_decay)
-    trainer.scheduler.base_lrs = [t.lr] * len(groups)
-    trainer.scheduler._last_lr = [lr] * len(groups)  # what the next logged step reads
+    trainer.apply_train_settings()
 
 
 class TuneReport(Callback):
@@ -99,7 +99,7 @@ class TuneReport(Callback):
         if checkpoint is None:
             return
         with checkpoint.as_directory() as directory:
-            state = load_checkpoint(Path(directory) / "checkpoint.pt")
+            state = load_checkpoint(Path(directory) / CHECKPOINT)
         adopt_state(trainer, state)
         owner = state["config"]["run"]["name"]
         self.copied_from = None if owner == self.trial_id else owner
@@ -129,13 +129,11 @@ def _trainable(values: dict[str, Any], base: dict[str, Any], out: str, callbacks
     import ray
     from ray import tune
 
-    from qepi.experiments.runner import run
-
     use_assigned_cpus(ray)
     trial_id = tune.get_context().get_trial_id()
     cfg = update(resolve(from_dict(base), values), run={"name": trial_id})
     report = TuneReport(trial_id, values, Path(out) / HISTORY)
-    run(cfg, Path(out) / "runs" / trial_id, callbacks=[report, *callbacks], progress=False,
+    run(cfg, Path(out) / TRIALS / trial_id, callbacks=[report, *callbacks], progress=False,
         report=False, overwrite=True)
 
 
@@ -158,8 +156,6 @@ class _Resources:
 
 
 def _check(base: Config, grid: dict[str, list[Any]], scheduler: str, samples: int) -> None:
-    from qepi.experiments.sweep import _check_points, plan_trials
-
     if scheduler not in SCHEDULERS:
         raise UserError(f"--tune: unknown scheduler {scheduler!r} (known: {', '.join(SCHEDULERS)})")
     if not grid:
@@ -172,7 +168,7 @@ def _check(base: Config, grid: dict[str, list[Any]], scheduler: str, samples: in
             if not key.startswith("train."):
                 raise UserError(f"--grid {key}: PBT mutates train.* keys only (members copy each "
                                 f"other's weights, which must fit every member's model)")
-    _check_points(plan_trials(base, grid, 1), need_dev=True)
+    check_points(plan_trials(base, grid, 1), need_dev=True)
 
 
 def _scheduler(kind: str, grid: dict[str, list[Any]], samples: int, epochs: int):
@@ -209,10 +205,10 @@ def search(cfg: Config, grid: dict[str, list[Any]], scheduler: str = "asha", sam
         trainable = tune.with_resources(
             tune.with_parameters(_trainable, base=to_dict(cfg), out=str(out), callbacks=list(callbacks)),
             _Resources(cfg, largest_node_cpus(ray), cpus_per_trial))
-        if tune.Tuner.can_restore(str(out / "tune")):
+        if tune.Tuner.can_restore(str(out / TUNE_STATE)):
             if progress:
-                print(f"continuing the Tune search in {out / 'tune'}")
-            tuner = tune.Tuner.restore(str(out / "tune"), trainable, resume_errored=True)
+                print(f"continuing the Tune search in {out / TUNE_STATE}")
+            tuner = tune.Tuner.restore(str(out / TUNE_STATE), trainable, resume_errored=True)
         else:
             tuner = tune.Tuner(
                 trainable,
@@ -221,26 +217,19 @@ def search(cfg: Config, grid: dict[str, list[Any]], scheduler: str = "asha", sam
                                             scheduler=_scheduler(scheduler, grid, samples, epochs),
                                             reuse_actors=True, trial_dirname_creator=_trial_dirname),
                 run_config=tune.RunConfig(
-                    name="tune", storage_path=str(out), verbose=1 if progress else 0,
+                    name=TUNE_STATE, storage_path=str(out), verbose=1 if progress else 0,
                     failure_config=tune.FailureConfig(max_failures=retries)))
         results = tuner.fit()
         found = _summarize(results, cfg, plan, epochs, out)
-    atomic_write_text(out / "best.toml", to_toml(resolve(cfg, found["best"]["values"])))
+    atomic_write_text(out / BEST, to_toml(resolve(cfg, found["best"]["values"])))
     _write_report(out, found)
     return found
 
 
 def _prepare(out: Path, base: Config, plan: dict[str, Any]) -> None:
-    if out.exists() and any(out.iterdir()):
-        if not (out / PLAN).is_file():
-            raise UserError(f"{out}: directory is not empty and is not a qepi Tune search; "
-                            f"choose another --out")
-        if load(out / "config.toml") != base or json.loads((out / PLAN).read_text()) != plan:
-            raise UserError(f"{out}: holds a different search (config, --tune, --samples or "
-                            f"--grid differ); choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.toml", to_toml(base))
-    atomic_write_text(out / PLAN, json.dumps(plan, indent=2) + "\n")
+    continued_dir(out, SEARCH_DIR, {CONFIG: base, TUNE_PLAN: plan}, "config, --tune, --samples or --grid")
+    atomic_write_text(out / CONFIG, to_toml(base))
+    atomic_write_text(out / TUNE_PLAN, json.dumps(plan, indent=2) + "\n")
 
 
 def _summarize(results, base: Config, plan: dict[str, Any], epochs: int, out: Path) -> dict[str, Any]:
@@ -262,7 +251,7 @@ def _summarize(results, base: Config, plan: dict[str, Any], epochs: int, out: Pa
         })
     if all(math.isnan(t["dev_acc"]) for t in trials):
         first = next((t["error"] for t in trials if t["error"]), "no trial reported")
-        raise UserError(f"every Tune trial failed (first: {first}); see {out / 'tune'}")
+        raise UserError(f"every Tune trial failed (first: {first}); see {out / TUNE_STATE}")
     trials.sort(key=lambda t: (-t["dev_acc"] if not math.isnan(t["dev_acc"]) else math.inf, t["trial"]))
     exploits = [{"member": r["trial"], "copied_from": r["copied_from"], "at_epoch": r["epoch"] - 1,
                  "values": r["values"]}
@@ -276,13 +265,11 @@ def format_search(found: dict[str, Any]) -> str:
     keys = list(found["grid"])
     rows = [["trial", *keys, "epochs", "dev acc", "status"]]
     for t in found["trials"]:
-        rows.append([t["trial"], *(_text(t["values"].get(k, "")) for k in keys), str(t["epochs"]),
-                     "n/a" if math.isnan(t["dev_acc"]) else f"{t['dev_acc']:.3f}", t["status"]])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
+        rows.append([t["trial"], *(value_text(t["values"].get(k, "")) for k in keys), str(t["epochs"]),
+                     fmt(t["dev_acc"]), t["status"]])
     text = [f"{found['task']}: Ray Tune {found['scheduler']} over {len(found['trials'])} trial(s), "
-            f"{found['epochs']} epoch(s) max, selected on dev accuracy", line(rows[0]),
-            "  ".join("-" * w for w in widths), *(line(r) for r in rows[1:])]
+            f"{found['epochs']} epoch(s) max, selected on dev accuracy",
+            *text_table(rows, left=len(rows[0]))]
     if found["scheduler"] == "pbt":
         text.append(f"\n{len(found['exploits'])} exploitation(s): a weaker member copied a "
                     f"stronger one's weights and perturbed its settings")
@@ -292,8 +279,6 @@ def format_search(found: dict[str, Any]) -> str:
 
 
 def _write_report(out: Path, found: dict[str, Any]) -> None:
-    from qepi.experiments.report import to_json
-
     table = format_search(found).splitlines()
     method = "ASHA early stopping" if found["scheduler"] == "asha" else "population-based training"
     lines = [f"# Tune search: {found['task']}", "",
@@ -304,11 +289,9 @@ def _write_report(out: Path, found: dict[str, Any]) -> None:
              f"drawing conclusions.", "",
              "```", *table, "```", ""]
     if found["exploits"]:
-        lines += ["## Exploitations (PBT)", "",
-                  "| member | copied from | after epoch | its values from then on |", "|---|---|---|---|"]
-        for e in found["exploits"]:
-            values = ", ".join(f"{k}={_text(v)}" for k, v in e["values"].items())
-            lines.append(f"| {e['member']} | {e['copied_from']} | {e['at_epoch']} | {values} |")
-        lines.append("")
-    atomic_write_text(out / "search.json", to_json(found) + "\n")
-    atomic_write_text(out / "report.md", "\n".join(lines))
+        rows = [["member", "copied from", "after epoch", "its values from then on"]]
+        rows += [[e["member"], e["copied_from"], str(e["at_epoch"]),
+                  ", ".join(f"{k}={value_text(v)}" for k, v in e["values"].items())] for e in found["exploits"]]
+        lines += ["## Exploitations (PBT)", "", md_table(rows), ""]
+    atomic_write_text(out / SEARCH, to_json(found) + "\n")
+    atomic_write_text(out / REPORT, "\n".join(lines))

@@ -1,4 +1,5 @@
-"""Torch layers: the general QuantumLayer, quantum embedding and attention, and their twins."""
+"""Torch layers: the general QuantumLayer, quantum embedding and attention, their twins, their
+regulated forms, and the :class:`ForwardRecord` a forward fills with losses and reports."""
 
 from qepi.layers.attention import ClassicalAttention, QuantumAttention
 from qepi.layers.embedding import ClassicalEmbedding, QuantumEmbedding
@@ -11,6 +12,7 @@ from qepi.layers.epigenetic import (
 from qepi.layers.experts import ClassicalExpertsMap, ExpertsMap
 from qepi.layers.feature_maps import CircuitMap, ClassicalMap
 from qepi.layers.quantum_layer import QuantumLayer
+from qepi.layers.record import ForwardRecord
 
 __all__ = [
     "CircuitMap",
@@ -21,6 +23,7 @@ __all__ = [
     "ClassicalMap",
     "EpigeneticMap",
     "ExpertsMap",
+    "ForwardRecord",
     "QuantumAttention",
     "QuantumEmbedding",
     "QuantumLayer",

@@ -7,9 +7,12 @@ from torch import nn
 
 from qepi.config import Backend, Circuit
 from qepi.layers.feature_maps import CircuitMap, ClassicalMap
+from qepi.layers.record import ForwardRecord
 
 
-class _Embedding(nn.Module):
+class EmbeddingLayer(nn.Module):
+    """Inputs -> angles (n_qubits) -> ``core`` -> d_model vectors; subclasses choose the core."""
+
     def __init__(self, core: nn.Module, d_model: int, n_qubits: int,
                  vocab_size: int | None, n_features: int | None):
         super().__init__()
@@ -22,13 +25,17 @@ class _Embedding(nn.Module):
         self.core = core
         self.to_model = nn.Identity() if d_model == n_qubits else nn.Linear(n_qubits, d_model)
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor, record: ForwardRecord | None = None) -> torch.Tensor:
         angles = self.to_angles(inputs)  # (..., n_qubits)
-        values = self.core(angles.unsqueeze(-2)).squeeze(-2)  # (..., n_qubits) in [-1, 1]
+        values = self.run_core(angles.unsqueeze(-2), record).squeeze(-2)  # (..., n_qubits) in [-1, 1]
         return self.to_model(values)  # (..., d_model)
 
+    def run_core(self, angles: torch.Tensor, record: ForwardRecord | None) -> torch.Tensor:
+        """angles (..., 1, n_qubits) -> (..., 1, n_qubits); a plain core records nothing."""
+        return self.core(angles)
 
-class QuantumEmbedding(_Embedding):
+
+class QuantumEmbedding(EmbeddingLayer):
     """Token ids (B, T) or features (B, T, F) -> (B, T, d_model) through a variational circuit.
 
     Example:
@@ -39,14 +46,14 @@ class QuantumEmbedding(_Embedding):
     """
 
     def __init__(self, d_model: int, circuit: Circuit = Circuit(), backend: Backend = Backend(),
-                 vocab_size: int | None = None, n_features: int | None = None,
-                 match_params: bool = False, seed: int = 0):
+                 vocab_size: int | None = None, n_features: int | None = None, seed: int = 0):
         super().__init__(CircuitMap(circuit, backend, copies=1, seed=seed),
                          d_model, circuit.n_qubits, vocab_size, n_features)
 
 
-class ClassicalEmbedding(_Embedding):
-    """The classical twin of :class:`QuantumEmbedding`: same arguments, shapes and range.
+class ClassicalEmbedding(EmbeddingLayer):
+    """The classical twin of :class:`QuantumEmbedding`: the same shapes and range, with
+    ``match_params`` widened to about the circuit's parameter count.
 
     Example:
         >>> import torch
@@ -55,8 +62,7 @@ class ClassicalEmbedding(_Embedding):
         torch.Size([2, 5, 8])
     """
 
-    def __init__(self, d_model: int, circuit: Circuit = Circuit(), backend: Backend = Backend(),
-                 vocab_size: int | None = None, n_features: int | None = None,
-                 match_params: bool = False, seed: int = 0):
+    def __init__(self, d_model: int, circuit: Circuit = Circuit(), vocab_size: int | None = None,
+                 n_features: int | None = None, match_params: bool = False):
         super().__init__(ClassicalMap(circuit, copies=1, match_params=match_params),
                          d_model, circuit.n_qubits, vocab_size, n_features)

@@ -22,15 +22,20 @@ learn one per task with the genome frozen (:func:`freeze_genome`), switch among 
 (:func:`use_marks`) and erase them (:func:`erase_marks`) to get the base model back bit
 for bit.
 
+What a forward expressed, and its penalty, go into a :class:`~qepi.layers.record.ForwardRecord`
+passed to it; :func:`regulation_report` reads them from there.
+
 Example:
     >>> import torch
     >>> from qepi.config import Circuit, Regulation
+    >>> from qepi.layers.record import ForwardRecord
     >>> core = EpigeneticMap(Circuit(n_qubits=2, n_layers=1), regulation=Regulation(hard=True))
-    >>> core(torch.rand(5, 1, 2)).shape  # angles (N, K, n_qubits) -> <Z> (N, K, n_qubits)
+    >>> record = ForwardRecord()
+    >>> core(torch.rand(5, 1, 2), record=record).shape  # angles (N, K, n_qubits) -> <Z> (N, K, n_qubits)
     torch.Size([5, 1, 2])
-    >>> core.last_expressed.shape, core.n_marks  # one mark per gate angle: 1 layer x 2 wires x 3
+    >>> record.expressed[core].shape, core.n_marks  # one mark per gate angle: 1 layer x 2 wires x 3
     (torch.Size([5, 1, 6]), 6)
-    >>> 0.0 <= core.expression_ratio() <= 1.0
+    >>> 0.0 <= core.expression_ratio(record) <= 1.0
     True
 """
 
@@ -42,14 +47,15 @@ import torch
 from torch import nn
 
 from qepi.circuits import build_circuit
-from qepi.config import Backend, Circuit, Regulation
+from qepi.config import AttentionStyle, Backend, Circuit, Regulation
 from qepi.errors import UserError
-from qepi.layers.attention import _Attention
-from qepi.layers.embedding import _Embedding
+from qepi.layers.attention import AttentionLayer
+from qepi.layers.embedding import EmbeddingLayer
+from qepi.layers.experts import Routed
 from qepi.layers.feature_maps import ClassicalMap
 from qepi.layers.quantum_layer import QuantumLayer
+from qepi.layers.record import ForwardRecord
 
-KINDS = ("epigenetic", "experts")
 OFFSET_SCALE = math.pi  # offsets δ = π·tanh(·) lie in (-π, π)
 INITIAL_LOGIT = 3.0  # marks start near sigmoid(3) ≈ 0.95: every gate expressed
 
@@ -94,10 +100,6 @@ class TranscriptionFactor(nn.Module):
 
     def __init__(self, d_context: int, copies: int, n_marks: int, regulation: Regulation):
         super().__init__()
-        if not 0.0 < regulation.threshold < 1.0:
-            raise UserError(f"regulation.threshold: must lie in (0, 1), got {regulation.threshold}")
-        if regulation.tf_hidden < 1:
-            raise UserError(f"regulation.tf_hidden: must be >= 1, got {regulation.tf_hidden}")
         self.copies, self.n_marks = copies, n_marks
         self.offsets, self.hard, self.threshold = regulation.offsets, regulation.hard, regulation.threshold
         self.width = n_marks * (2 if self.offsets else 1)  # logits per copy
@@ -136,60 +138,57 @@ class TranscriptionFactor(nn.Module):
         return scale, None if offset is None else on * offset, soft
 
 
-class _Regulated(nn.Module):
-    """Shared bookkeeping: the transcription factor, the penalty and the expression ratio."""
+class Regulated(nn.Module):
+    """Shared bookkeeping of the epigenetic cores: the transcription factor, the penalty and
+    the expression ratio (read from a :class:`ForwardRecord` of a forward)."""
 
     def __init__(self, regulation: Regulation, d_context: int, copies: int, n_marks: int):
         super().__init__()
-        if not 0.0 <= regulation.target <= 1.0:
-            raise UserError(f"regulation.target: must lie in [0, 1], got {regulation.target}")
         self.regulation = regulation
         self.copies, self.n_marks = copies, n_marks
         self.tf = TranscriptionFactor(d_context, copies, n_marks, regulation)
-        self.last_marks: torch.Tensor | None = None  # (..., K, P) marks of the latest forward
-        self.last_expressed: torch.Tensor | None = None  # (..., K, P) bool, detached
 
-    def _marks(self, angles: torch.Tensor, context: torch.Tensor | None):
+    def _marks(self, angles: torch.Tensor, context: torch.Tensor | None, record: ForwardRecord | None):
+        """(scale, offset, expressed) for the tokens of ``angles``, each (..., K, P); ``record``
+        receives the penalty and the expressed gates."""
         context = angles.flatten(-2) if context is None else context  # (..., d_context)
         scale, offset, soft = self.tf(context.to(self.tf.net[0].weight.dtype))
-        self.last_expressed = (soft > self.regulation.threshold).detach()
-        # hard marks: the penalty reads the expression itself (0/1 values, soft gradients)
-        self.last_marks = soft if not self.regulation.hard else (
-            self.last_expressed.to(soft.dtype) + soft - soft.detach())
-        return scale, offset
+        expressed = (soft > self.regulation.threshold).detach()  # (..., K, P) bool
+        if record is not None:
+            r = self.regulation
+            # hard marks: the penalty reads the expression itself (0/1 values, soft gradients)
+            marks = soft if not r.hard else expressed.to(soft.dtype) + soft - soft.detach()
+            record.losses[self] = r.penalty * (marks.mean() - r.target) ** 2
+            record.expressed[self] = expressed
+        return scale, offset, expressed
 
-    def regularization_loss(self) -> torch.Tensor:
-        """penalty · (mean mark of the latest forward - target)²; with hard marks the mean
-        mark is the expression ratio (its gradient flows to the soft marks)."""
-        if self.last_marks is None:
-            return torch.zeros(())
-        r = self.regulation
-        return r.penalty * (self.last_marks.mean() - r.target) ** 2
+    def _expressed(self, record: ForwardRecord) -> torch.Tensor:
+        if self not in record.expressed:
+            raise UserError(f"{type(self).__name__}: the record holds no forward of this layer")
+        return record.expressed[self]
 
-    def expression_ratio(self) -> float:
-        """Fraction of gates expressed (mark > threshold), averaged over the latest tokens."""
-        if self.last_expressed is None:
-            raise UserError("expression_ratio: run a forward pass first")
-        return self.last_expressed.float().mean().item()
+    def expression_ratio(self, record: ForwardRecord) -> float:
+        """Fraction of gates expressed (mark > threshold), averaged over the record's tokens."""
+        return self._expressed(record).float().mean().item()
 
-    def expression_per_token(self) -> torch.Tensor:
-        """Fraction of each token's gates expressed in the latest forward: (...,)."""
-        return self.last_expressed.float().mean(dim=(-2, -1))
+    def expression_per_token(self, record: ForwardRecord) -> torch.Tensor:
+        """Fraction of each token's gates expressed in the recorded forward: (...,)."""
+        return self._expressed(record).float().mean(dim=(-2, -1))
 
-    def report(self) -> dict[str, float]:
+    def report(self, record: ForwardRecord) -> dict[str, float]:
         """Expression ratio and expressed genome parameters per token (all copies)."""
-        ratio = self.expression_ratio()
+        ratio = self.expression_ratio(record)
         return {"expression_ratio": ratio, "params_per_token": self.copies * self.n_marks,
                 "expressed_params_per_token": ratio * self.copies * self.n_marks}
 
 
-class EpigeneticMap(_Regulated):
+class EpigeneticMap(Regulated):
     """K copies of the configured circuit with context-gated gates (a drop-in for CircuitMap).
 
-    ``forward(angles, context=None)``: angles (..., K, n_qubits) -> ⟨Z_i⟩ (..., K, n_qubits).
-    The transcription factor reads ``context`` (..., d_context), by default the token's
-    angles of every copy (d_context = K·n_qubits). On the aer backend with hard marks the
-    silenced gate angles are not shifted.
+    ``forward(angles, context=None, record=None)``: angles (..., K, n_qubits) -> ⟨Z_i⟩
+    (..., K, n_qubits). The transcription factor reads ``context`` (..., d_context), by
+    default the token's angles of every copy (d_context = K·n_qubits). On the aer backend
+    with hard marks the silenced gate angles are not shifted.
     """
 
     def __init__(self, circuit: Circuit, backend: Backend = Backend(), copies: int = 1,
@@ -206,13 +205,14 @@ class EpigeneticMap(_Regulated):
         )
         self._angle_marks: torch.Tensor | None = None  # (P_traced, P) bool, for the aer engine
 
-    def forward(self, angles: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        scale, offset = self._marks(angles, context)  # (..., K, P) each
+    def forward(self, angles: torch.Tensor, context: torch.Tensor | None = None,
+                record: ForwardRecord | None = None) -> torch.Tensor:
+        scale, offset, expressed = self._marks(angles, context, record)  # (..., K, P) each
         parts = [angles, scale.to(angles.dtype)] + ([] if offset is None else [offset.to(angles.dtype)])
         inputs = torch.cat(parts, dim=-1)  # (..., K, n_qubits + P [+ P])
         executor = self.layer.executor
         if self.regulation.hard and executor.capabilities.shift_mask and torch.is_grad_enabled():
-            with executor.shifting(self.shift_mask(self.last_expressed, angles.requires_grad)):
+            with executor.shifting(self.shift_mask(expressed, angles.requires_grad)):
                 return self._run(inputs)
         return self._run(inputs)
 
@@ -247,7 +247,7 @@ class EpigeneticMap(_Regulated):
         return (rows @ depends.T > 0) | ((depends.sum(-1) == 0) & angles_need_grad)  # (N, K, P_traced)
 
 
-class ClassicalEpigeneticMap(_Regulated):
+class ClassicalEpigeneticMap(Regulated):
     """The classical twin of :class:`EpigeneticMap`: the same transcription factor gates the
     twin's own weights per token, W_eff = m ⊙ W (+ δ), with the same penalty.
 
@@ -266,8 +266,9 @@ class ClassicalEpigeneticMap(_Regulated):
         self.n_inputs = self.n_outputs = circuit.n_qubits
         self.twin = twin
 
-    def forward(self, angles: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        scale, offset = self._marks(angles, context)  # (..., K, P)
+    def forward(self, angles: torch.Tensor, context: torch.Tensor | None = None,
+                record: ForwardRecord | None = None) -> torch.Tensor:
+        scale, offset, _ = self._marks(angles, context, record)  # (..., K, P)
         x, start = angles, 0  # (..., K, n_qubits)
         for w, b in zip(self.twin.weights, self.twin.biases):
             size = w[0].numel()
@@ -280,79 +281,75 @@ class ClassicalEpigeneticMap(_Regulated):
         return x
 
 
-def regulated_core(kind: str, quantum: bool, circuit: Circuit, backend: Backend,
-                   regulation: Regulation, copies: int, match_params: bool = False, seed: int = 0):
-    """The regulated core of ``kind`` (epigenetic | experts), quantum or its classical twin."""
-    from qepi.layers.experts import ClassicalExpertsMap, ExpertsMap
-
-    if kind == "epigenetic":
-        if quantum:
-            return EpigeneticMap(circuit, backend, copies, regulation, seed=seed)
-        return ClassicalEpigeneticMap(circuit, copies, regulation, match_params=match_params)
-    if kind == "experts":
-        if quantum:
-            return ExpertsMap(circuit, backend, copies, regulation, seed=seed)
-        return ClassicalExpertsMap(circuit, copies, regulation, match_params=match_params)
-    raise UserError(f"unknown regulation {kind!r} (known: {', '.join(KINDS)})")
-
-
-class RegulatedEmbedding(_Embedding):
-    """A quantum (or classical twin) embedding whose core is regulated (epigenetic | experts).
+class RegulatedEmbedding(EmbeddingLayer):
+    """An embedding whose core is regulated: an :class:`EpigeneticMap` or
+    :class:`~qepi.layers.experts.ExpertsMap`, or their classical twins (one copy).
 
     Example:
         >>> import torch
-        >>> emb = RegulatedEmbedding(8, Circuit(n_qubits=2, n_layers=1), kind="epigenetic", vocab_size=4)
+        >>> core = EpigeneticMap(Circuit(n_qubits=2, n_layers=1))
+        >>> emb = RegulatedEmbedding(8, core, vocab_size=4)
         >>> emb(torch.randint(0, 4, (2, 5))).shape
         torch.Size([2, 5, 8])
     """
 
-    def __init__(self, d_model: int, circuit: Circuit = Circuit(), backend: Backend = Backend(),
-                 regulation: Regulation = Regulation(), kind: str = "epigenetic", quantum: bool = True,
-                 vocab_size: int | None = None, n_features: int | None = None,
-                 match_params: bool = False, seed: int = 0):
-        core = regulated_core(kind, quantum, circuit, backend, regulation, 1, match_params, seed)
-        super().__init__(core, d_model, circuit.n_qubits, vocab_size, n_features)
+    def __init__(self, d_model: int, core: Regulated | Routed, vocab_size: int | None = None,
+                 n_features: int | None = None):
+        super().__init__(core, d_model, core.n_inputs, vocab_size, n_features)
+
+    def run_core(self, angles: torch.Tensor, record: ForwardRecord | None) -> torch.Tensor:
+        return self.core(angles, record=record)
 
 
-class RegulatedAttention(_Attention):
-    """Multi-head attention whose Q, K, V cores (quantum or twin) are regulated.
-
-    The transcription factor (or router) reads the token's angles of every copy, a linear
-    function of the token's attention input.
+class RegulatedAttention(AttentionLayer):
+    """Multi-head attention whose Q, K, V core (3·n_heads copies, quantum or twin) is
+    regulated. The transcription factor (or router) reads the token's angles of every copy,
+    a linear function of the token's attention input.
 
     Example:
         >>> import torch
-        >>> attn = RegulatedAttention(8, 2, Circuit(n_qubits=2, n_layers=1), kind="experts", quantum=False)
+        >>> from qepi.layers.experts import ClassicalExpertsMap
+        >>> core = ClassicalExpertsMap(Circuit(n_qubits=2, n_layers=1), copies=3 * 2)
+        >>> attn = RegulatedAttention(8, 2, core)
         >>> attn(torch.rand(3, 5, 8)).shape
         torch.Size([3, 5, 8])
     """
 
-    def __init__(self, d_model: int, n_heads: int = 1, circuit: Circuit = Circuit(),
-                 backend: Backend = Backend(), regulation: Regulation = Regulation(),
-                 kind: str = "epigenetic", quantum: bool = True, style: str = "qkv",
-                 causal: bool = False, match_params: bool = False, seed: int = 0):
-        core = regulated_core(kind, quantum, circuit, backend, regulation, 3 * n_heads, match_params, seed)
-        super().__init__(core, d_model, n_heads, circuit.n_qubits, style, causal)
+    def __init__(self, d_model: int, n_heads: int, core: Regulated | Routed,
+                 style: AttentionStyle = "qkv", causal: bool = False):
+        super().__init__(core, d_model, n_heads, core.n_inputs, style, causal)
+
+    def run_core(self, angles: torch.Tensor, record: ForwardRecord | None) -> torch.Tensor:
+        return self.core(angles, record=record)
 
 
 # ---------------------------------------------------------------- model-level helpers
 def regulated_modules(model: nn.Module) -> dict[str, nn.Module]:
     """Every regulated core in ``model`` by its module name."""
-    from qepi.layers.experts import _Routed
-
-    return {name: m for name, m in model.named_modules() if isinstance(m, (_Regulated, _Routed))}
+    return {name: m for name, m in model.named_modules() if isinstance(m, (Regulated, Routed))}
 
 
-def regularization_loss(model: nn.Module) -> torch.Tensor:
-    """Sum of the regulation losses (expression penalty, load balancing) of the latest forward."""
-    losses = [m.regularization_loss() for m in regulated_modules(model).values()]
-    return torch.stack(losses).sum() if losses else torch.zeros(())
+def regulation_report(model: nn.Module, record: ForwardRecord) -> dict[str, dict[str, float]]:
+    """Per regulated module, in the forward ``record`` holds: expression ratio (or k/E) and
+    parameters per token, expressed (or active) and in all."""
+    return {name: m.report(record) for name, m in regulated_modules(model).items()}
 
 
-def regulation_report(model: nn.Module) -> dict[str, dict[str, float]]:
-    """Per regulated module of the latest forward: expression ratio (or k/E) and parameters
-    per token, expressed (or active) and in all."""
-    return {name: m.report() for name, m in regulated_modules(model).items()}
+@torch.no_grad()
+def regulation_on(model: nn.Module, x: torch.Tensor,
+                  mask: torch.Tensor | None = None) -> dict[str, dict[str, float]]:
+    """:func:`regulation_report` of one forward of ``model`` on ``x`` (eval mode, no
+    gradients; the model's mode is restored); ``{}`` without a regulated module."""
+    if not regulated_modules(model):
+        return {}
+    was_training = model.training
+    model.eval()
+    record = ForwardRecord()
+    try:
+        model(x, mask, record=record)
+    finally:
+        model.train(was_training)
+    return regulation_report(model, record)
 
 
 def _factors(model: nn.Module) -> list[TranscriptionFactor]:
@@ -411,6 +408,7 @@ def freeze_genome(model: nn.Module, name: str) -> int:
 __all__ = [
     "ClassicalEpigeneticMap",
     "EpigeneticMap",
+    "Regulated",
     "RegulatedAttention",
     "RegulatedEmbedding",
     "TranscriptionFactor",
@@ -419,9 +417,8 @@ __all__ = [
     "erase_marks",
     "freeze_genome",
     "mark_sets",
-    "regularization_loss",
-    "regulated_core",
     "regulated_modules",
+    "regulation_on",
     "regulation_report",
     "use_marks",
 ]

@@ -12,13 +12,19 @@ angles followed by that expert's weights: only the chosen circuits run, as ONE b
 execution of N·k·K rows, on any backend. The active circuit parameters per token are
 k·K·P of the genome's E·K·P.
 
+The routing of a forward and its loss go into a :class:`~qepi.layers.record.ForwardRecord`
+passed to it.
+
 Example:
     >>> import torch
     >>> from qepi.config import Circuit, Regulation
+    >>> from qepi.layers.record import ForwardRecord
     >>> experts = ExpertsMap(Circuit(n_qubits=2, n_layers=1), regulation=Regulation(n_experts=4, top_k=2))
-    >>> experts(torch.rand(5, 1, 2)).shape  # angles (N, K, n_qubits) -> (N, K, n_qubits)
+    >>> record = ForwardRecord()
+    >>> experts(torch.rand(5, 1, 2), record=record).shape  # angles (N, K, n_qubits) -> (N, K, n_qubits)
     torch.Size([5, 1, 2])
-    >>> experts.report()["active_params_per_token"], experts.report()["params_per_token"]
+    >>> report = experts.report(record)
+    >>> report["active_params_per_token"], report["params_per_token"]
     (12, 24)
 """
 
@@ -34,6 +40,7 @@ from qepi.config import Backend, Circuit, Regulation
 from qepi.errors import UserError
 from qepi.layers.feature_maps import ClassicalMap
 from qepi.layers.quantum_layer import QuantumLayer
+from qepi.layers.record import ForwardRecord
 
 
 def experts_qfunc(qfunc, n_qubits: int, shape: tuple[int, ...]):
@@ -48,22 +55,21 @@ def experts_qfunc(qfunc, n_qubits: int, shape: tuple[int, ...]):
     return circuit
 
 
-class _Routed(nn.Module):
+class Routed(nn.Module):
     """Router, top-k choice, load-balancing loss and the report shared by both kinds."""
 
     def __init__(self, regulation: Regulation, d_context: int, copies: int, params_per_expert: int):
         super().__init__()
         e, k = regulation.n_experts, regulation.top_k
-        if e < 1 or not 1 <= k <= e:
-            raise UserError(f"regulation.top_k: need 1 <= top_k <= n_experts, got top_k={k}, n_experts={e}")
+        if k > e:
+            raise UserError(f"regulation.top_k: need top_k <= n_experts, got top_k={k}, n_experts={e}")
         self.regulation, self.n_experts, self.top_k = regulation, e, k
         self.copies, self.params_per_expert = copies, params_per_expert
         self.router = nn.Linear(d_context, e)
-        self.last_balance: torch.Tensor | None = None  # load-balancing loss of the latest forward
-        self.last_choice: torch.Tensor | None = None  # (..., k) expert indices, detached
 
-    def route(self, angles: torch.Tensor, context: torch.Tensor | None):
-        """(top-k probabilities (N, k), expert indices (N, k)) for the N tokens of ``angles``."""
+    def route(self, angles: torch.Tensor, context: torch.Tensor | None, record: ForwardRecord | None):
+        """(top-k probabilities (N, k), expert indices (N, k)) for the N tokens of ``angles``;
+        ``record`` receives the load-balancing loss and the choice."""
         context = angles.flatten(-2) if context is None else context  # (..., d_context)
         logits = self.router(context.to(self.router.weight.dtype))  # (..., E)
         probs = torch.softmax(logits, dim=-1).reshape(-1, self.n_experts)  # (N, E)
@@ -71,24 +77,26 @@ class _Routed(nn.Module):
         load = torch.zeros(self.n_experts, dtype=probs.dtype, device=probs.device)
         load = load.index_add(0, index.flatten(), torch.ones_like(index.flatten(), dtype=probs.dtype))
         fraction = load / index.numel()  # (E,) share of routed slots, no gradient
-        self.last_balance = self.n_experts * (fraction * probs.mean(0)).sum()
-        self.last_choice = index.reshape(*angles.shape[:-2], self.top_k).detach()
+        if record is not None:
+            balance = self.n_experts * (fraction * probs.mean(0)).sum()
+            record.losses[self] = self.regulation.balance * balance
+            record.routed[self] = index.reshape(*angles.shape[:-2], self.top_k).detach()
         return top, index
 
-    def regularization_loss(self) -> torch.Tensor:
-        """balance · the load-balancing loss of the latest forward."""
-        if self.last_balance is None:
-            return torch.zeros(())
-        return self.regulation.balance * self.last_balance
+    def _choice(self, record: ForwardRecord) -> torch.Tensor:
+        if self not in record.routed:
+            raise UserError(f"{type(self).__name__}: the record holds no forward of this layer")
+        return record.routed[self]
 
-    def expert_load(self) -> torch.Tensor:
-        """Fraction of the latest tokens' routed slots that went to each expert: (E,)."""
-        if self.last_choice is None:
-            raise UserError("expert_load: run a forward pass first")
-        return torch.bincount(self.last_choice.flatten(), minlength=self.n_experts) / self.last_choice.numel()
+    def expert_load(self, record: ForwardRecord) -> torch.Tensor:
+        """Fraction of the recorded tokens' routed slots that went to each expert: (E,)."""
+        choice = self._choice(record)  # (..., k)
+        return torch.bincount(choice.flatten(), minlength=self.n_experts) / choice.numel()
 
-    def report(self) -> dict[str, float]:
-        """Active (routed) and total genome parameters per token, over all copies."""
+    def report(self, record: ForwardRecord) -> dict[str, float]:
+        """Active (routed) and total genome parameters per token, over all copies, of a layer
+        that ran in the recorded forward."""
+        self._choice(record)
         total = self.n_experts * self.copies * self.params_per_expert
         return {"expression_ratio": self.top_k / self.n_experts, "params_per_token": total,
                 "active_params_per_token": self.top_k * self.copies * self.params_per_expert}
@@ -100,12 +108,13 @@ class _Routed(nn.Module):
         return out.reshape(*lead, *out.shape[1:])
 
 
-class ExpertsMap(_Routed):
+class ExpertsMap(Routed):
     """K copies of a layer of E circuit experts (a drop-in for CircuitMap); one routing per
     token chooses the experts of all K copies.
 
-    ``forward(angles, context=None)``: angles (..., K, n_qubits) -> (..., K, n_qubits); the
-    router reads ``context`` (..., d_context), by default the token's angles of every copy.
+    ``forward(angles, context=None, record=None)``: angles (..., K, n_qubits) -> (..., K,
+    n_qubits); the router reads ``context`` (..., d_context), by default the token's angles
+    of every copy.
     """
 
     def __init__(self, circuit: Circuit, backend: Backend = Backend(), copies: int = 1,
@@ -120,9 +129,10 @@ class ExpertsMap(_Routed):
         self.layer = QuantumLayer(experts_qfunc(spec.qfunc, n, self.shape), {}, n_qubits=n,
                                   backend=backend, seed=seed)
 
-    def forward(self, angles: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, angles: torch.Tensor, context: torch.Tensor | None = None,
+                record: ForwardRecord | None = None) -> torch.Tensor:
         lead = angles.shape[:-2]
-        top, index = self.route(angles, context)  # (N, k)
+        top, index = self.route(angles, context, record)  # (N, k)
         rows = angles.reshape(-1, 1, self.copies, angles.shape[-1])  # (N, 1, K, n_qubits)
         n, k = index.shape
         flat = self.weights.flatten(2)  # (K, E, P)
@@ -132,7 +142,7 @@ class ExpertsMap(_Routed):
         return self.combine(values, top, lead)
 
 
-class ClassicalExpertsMap(_Routed):
+class ClassicalExpertsMap(Routed):
     """The classical twin of :class:`ExpertsMap`: E twin maps (``tanh(Linear)``, or with
     ``match_params`` a hidden layer) per copy behind the same router and loss.
 
@@ -152,9 +162,10 @@ class ClassicalExpertsMap(_Routed):
         self.n_inputs = self.n_outputs = circuit.n_qubits
         self.twin = twin  # copy c, expert j is twin copy c·E + j
 
-    def forward(self, angles: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, angles: torch.Tensor, context: torch.Tensor | None = None,
+                record: ForwardRecord | None = None) -> torch.Tensor:
         lead = angles.shape[:-2]
-        top, index = self.route(angles, context)  # (N, k)
+        top, index = self.route(angles, context, record)  # (N, k)
         x = angles.reshape(-1, 1, self.copies, angles.shape[-1])  # (N, 1, K, n_qubits)
         x = x.expand(-1, self.top_k, -1, -1)  # (N, k, K, n_qubits)
         which = torch.arange(self.copies)[None, None, :] * self.n_experts + index[:, :, None]  # (N, k, K)
@@ -163,4 +174,4 @@ class ClassicalExpertsMap(_Routed):
         return self.combine(x, top, lead)
 
 
-__all__ = ["ClassicalExpertsMap", "ExpertsMap", "experts_qfunc"]
+__all__ = ["ClassicalExpertsMap", "ExpertsMap", "Routed", "experts_qfunc"]

@@ -13,18 +13,25 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from qepi.config import Config
+from qepi.config import Config, LayerKind, RegulationKind
 from qepi.layers import (
     ClassicalAttention,
     ClassicalEmbedding,
+    ClassicalEpigeneticMap,
+    ClassicalExpertsMap,
+    EpigeneticMap,
+    ExpertsMap,
+    ForwardRecord,
     QuantumAttention,
     QuantumEmbedding,
+    QuantumLayer,
     RegulatedAttention,
     RegulatedEmbedding,
 )
-from qepi.layers.epigenetic import regularization_loss
-
-KINDS = ("quantum", "classical")
+from qepi.layers.attention import AttentionLayer
+from qepi.layers.embedding import EmbeddingLayer
+from qepi.layers.epigenetic import Regulated
+from qepi.layers.experts import Routed
 
 
 @dataclass(frozen=True)
@@ -37,16 +44,45 @@ class InputSpec:
     n_features: int = 0  # > 0 for feature vectors (B, T, F)
 
 
-def _layer_class(key: str, kind: str, regulation, regulation_kind: str,
-                 quantum_cls: type, classical_cls: type, regulated_cls: type) -> tuple[type, dict]:
-    """The class of a ``kind`` (quantum | classical) layer and its extra arguments. A regulated
-    layer wraps either kind, so a quantum layer and its twin get the same regulation."""
-    if kind not in KINDS:
-        raise ValueError(f"{key}: unknown layer kind {kind!r} (known: {', '.join(KINDS)})")
-    if regulation_kind:
-        return regulated_cls, dict(regulation=regulation, kind=regulation_kind,
-                                   quantum=kind == "quantum")
-    return (quantum_cls if kind == "quantum" else classical_cls), {}
+def regulated_core(cfg: Config, kind: LayerKind, regulation: RegulationKind, copies: int,
+                   seed: int) -> Regulated | Routed:
+    """The regulated core of a ``kind`` layer: ``epigenetic`` marks or routed ``experts``, on
+    the circuit or on its classical twin, so a quantum layer and its twin get the same
+    regulation."""
+    c, r, match = cfg.circuit, cfg.regulation, cfg.model.match_params
+    if regulation == "epigenetic":
+        if kind == "quantum":
+            return EpigeneticMap(c, cfg.backend, copies, r, seed=seed)
+        return ClassicalEpigeneticMap(c, copies, r, match_params=match)
+    if kind == "quantum":
+        return ExpertsMap(c, cfg.backend, copies, r, seed=seed)
+    return ClassicalExpertsMap(c, copies, r, match_params=match)
+
+
+def make_embedding(cfg: Config, inputs: InputSpec) -> EmbeddingLayer:
+    """The embedding ``model.embedding`` and ``regulation.embedding`` describe."""
+    m, seed = cfg.model, cfg.run.seed
+    vocab_size, n_features = inputs.vocab_size or None, inputs.n_features or None
+    if cfg.regulation.embedding:
+        core = regulated_core(cfg, m.embedding, cfg.regulation.embedding, copies=1, seed=seed)
+        return RegulatedEmbedding(m.d_model, core, vocab_size, n_features)
+    if m.embedding == "quantum":
+        return QuantumEmbedding(m.d_model, cfg.circuit, cfg.backend, vocab_size, n_features, seed=seed)
+    return ClassicalEmbedding(m.d_model, cfg.circuit, vocab_size, n_features, match_params=m.match_params)
+
+
+def make_attention(cfg: Config, seed: int) -> AttentionLayer:
+    """The attention ``model.attention`` and ``regulation.attention`` describe (Q, K, V of
+    every head: 3 · n_heads circuit copies)."""
+    m = cfg.model
+    if cfg.regulation.attention:
+        core = regulated_core(cfg, m.attention, cfg.regulation.attention, copies=3 * m.n_heads, seed=seed)
+        return RegulatedAttention(m.d_model, m.n_heads, core, m.attention_style, m.causal)
+    if m.attention == "quantum":
+        return QuantumAttention(m.d_model, m.n_heads, cfg.circuit, cfg.backend, m.attention_style,
+                                m.causal, seed=seed)
+    return ClassicalAttention(m.d_model, m.n_heads, cfg.circuit, m.attention_style, m.causal,
+                              match_params=m.match_params)
 
 
 class Block(nn.Module):
@@ -55,23 +91,39 @@ class Block(nn.Module):
     def __init__(self, cfg: Config, seed: int):
         super().__init__()
         m = cfg.model
-        attention_cls, regulated = _layer_class(
-            "model.attention", m.attention, cfg.regulation, cfg.regulation.attention,
-            QuantumAttention, ClassicalAttention, RegulatedAttention)
         self.norm1 = nn.LayerNorm(m.d_model)
-        self.attention = attention_cls(
-            m.d_model, m.n_heads, cfg.circuit, cfg.backend, style=m.attention_style,
-            causal=m.causal, match_params=m.match_params, seed=seed, **regulated,
-        )
+        self.attention = make_attention(cfg, seed)
         self.norm2 = nn.LayerNorm(m.d_model)
         self.ff = nn.Sequential(
             nn.Linear(m.d_model, m.d_ff), nn.GELU(), nn.Linear(m.d_ff, m.d_model),
             nn.Dropout(m.dropout),
         )
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.attention(self.norm1(x), mask)  # (B, T, d_model)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
+                record: ForwardRecord | None = None) -> torch.Tensor:
+        x = x + self.attention(self.norm1(x), mask, record)  # (B, T, d_model)
         return x + self.ff(self.norm2(x))  # (B, T, d_model)
+
+
+def pool_mean(h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the real tokens: (B, T, d_model), (B, T) -> (B, d_model)."""
+    if mask is None:
+        return h.mean(dim=1)
+    weights = mask.to(h.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (h * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
+def pool_first(h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The first token: (B, T, d_model) -> (B, d_model)."""
+    return h[:, 0]
+
+
+def pool_last(h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The last position: (B, T, d_model) -> (B, d_model)."""
+    return h[:, -1]
+
+
+POOLING = {"mean": pool_mean, "first": pool_first, "last": pool_last}  # one per config.Pooling
 
 
 class HybridTransformer(nn.Module):
@@ -89,51 +141,41 @@ class HybridTransformer(nn.Module):
     def __init__(self, cfg: Config, inputs: InputSpec):
         super().__init__()
         m = cfg.model
-        if m.pooling not in ("mean", "first", "last"):
-            raise ValueError(f"model.pooling: unknown pooling {m.pooling!r} (mean, first, last)")
         self.cfg, self.inputs = cfg, inputs
-        embedding_cls, regulated = _layer_class(
-            "model.embedding", m.embedding, cfg.regulation, cfg.regulation.embedding,
-            QuantumEmbedding, ClassicalEmbedding, RegulatedEmbedding)
-        self.embedding = embedding_cls(
-            m.d_model, cfg.circuit, cfg.backend,
-            vocab_size=inputs.vocab_size or None, n_features=inputs.n_features or None,
-            match_params=m.match_params, seed=cfg.run.seed, **regulated,
-        )
+        self.pool = POOLING[m.pooling]
+        self.embedding = make_embedding(cfg, inputs)
         self.position = nn.Parameter(torch.zeros(inputs.seq_len, m.d_model))
         self.dropout = nn.Dropout(m.dropout)
         self.blocks = nn.ModuleList(Block(cfg, seed=cfg.run.seed + 1 + i) for i in range(m.n_blocks))
         self.norm = nn.LayerNorm(m.d_model)
         self.head = nn.Linear(m.d_model, inputs.n_classes)
+        self._record = ForwardRecord()  # of the latest forward run without a record of its own
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x: token ids (B, T) or features (B, T, F); mask: (B, T) True for real tokens."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                record: ForwardRecord | None = None) -> torch.Tensor:
+        """x: token ids (B, T) or features (B, T, F); mask: (B, T) True for real tokens.
+
+        ``record`` receives what the layers computed on the way (regulation losses, expressed
+        gates, attention weights); without one the model keeps a record of its own for
+        :meth:`regularization_loss`.
+        """
+        if record is None:
+            record = self._record = ForwardRecord()
         t = x.shape[1]
-        h = self.dropout(self.embedding(x) + self.position[:t])  # (B, T, d_model)
+        h = self.dropout(self.embedding(x, record) + self.position[:t])  # (B, T, d_model)
         for block in self.blocks:
-            h = block(h, mask)
-        h = self.norm(h)
-        if self.cfg.model.pooling == "first":
-            pooled = h[:, 0]
-        elif self.cfg.model.pooling == "last":
-            pooled = h[:, -1]
-        elif mask is None:
-            pooled = h.mean(dim=1)
-        else:
-            weights = mask.to(h.dtype).unsqueeze(-1)  # (B, T, 1)
-            pooled = (h * weights).sum(1) / weights.sum(1).clamp(min=1)
-        return self.head(pooled)  # (B, n_classes)
+            h = block(h, mask, record)
+        return self.head(self.pool(self.norm(h), mask))  # (B, n_classes)
 
-    def quantum_layers(self):
+    def quantum_layers(self) -> list[QuantumLayer]:
         """Every QuantumLayer inside the model."""
-        from qepi.layers import QuantumLayer
-
         return [m for m in self.modules() if isinstance(m, QuantumLayer)]
 
     def regularization_loss(self) -> torch.Tensor:
-        """Regulation losses of the latest forward (expression penalty, load balancing); 0 without
-        ``cfg.regulation``. Training adds it to the task loss."""
-        return regularization_loss(self)
+        """Regulation losses (expression penalty, load balancing) of the latest forward run
+        without a record of its own: the hook the Trainer calls right after its forward. Code
+        that needs the losses or reports of one particular forward passes a ForwardRecord."""
+        return self._record.regularization_loss()
 
     def set_backend(self, backend) -> None:
         """Run every quantum layer on another backend (staged training: exact -> aer)."""

@@ -145,8 +145,7 @@ class Trainer:
         self.total_steps = t.epochs * self.steps_per_epoch
         if t.max_steps > 0:
             self.total_steps = min(self.total_steps, t.max_steps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, self.total_steps, t.schedule, t.warmup_steps))
+        self.scheduler = self._make_scheduler()
         self.step = 0  # optimizer steps taken
         self.epoch = 0  # epochs finished
         self.batch_in_epoch = 0  # batches of the current epoch already taken
@@ -160,6 +159,21 @@ class Trainer:
         self._epoch_loss = self._epoch_correct = self._epoch_seen = 0.0
         self._start = time.perf_counter()
         self.log: MetricsLog | None = None
+
+    def _make_scheduler(self, last_epoch: int = -1) -> torch.optim.lr_scheduler.LambdaLR:
+        t = self.cfg.train
+        return torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, self.total_steps, t.schedule, t.warmup_steps),
+            last_epoch=last_epoch)
+
+    def apply_train_settings(self) -> None:
+        """Put this trainer's ``train.lr`` and ``train.weight_decay`` into the optimizer at the
+        current schedule position, e.g. after :meth:`load_state` of a state trained with other
+        settings (a PBT member continuing from a stronger member's checkpoint)."""
+        t = self.cfg.train
+        for group in self.optimizer.param_groups:
+            group.update(initial_lr=t.lr, weight_decay=t.weight_decay)
+        self.scheduler = self._make_scheduler(last_epoch=self.scheduler.last_epoch - 1)
 
     # ------------------------------------------------------------------ bookkeeping
     def execution_counts(self) -> dict[str, int]:

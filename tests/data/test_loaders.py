@@ -126,7 +126,7 @@ class TestText:
 
 
 def test_unknown_task():
-    with pytest.raises(UserError, match="data.task: unknown task 'imagenet'"):
+    with pytest.raises(UserError, match="data.task: unknown value 'imagenet'"):  # refused by the config
         load_dataset(Data(task="imagenet"))
 
 

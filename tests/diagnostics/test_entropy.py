@@ -17,6 +17,7 @@ from qepi.diagnostics.entropy import (
     token_entanglement_entropy,
 )
 from qepi.diagnostics.states import circuit_states
+from qepi.layers import ForwardRecord
 from qepi.models import HybridTransformer, InputSpec
 
 
@@ -76,9 +77,10 @@ class TestShannon:
         model = tiny_model()
         x = torch.randint(0, 3, (3, 4))
         mask = torch.tensor([[True] * 4, [True, True, True, False], [True, True, False, False]])
-        model(x, mask)
-        (name, heads), = attention_entropy(model, mask).items()
-        w = model.blocks[0].attention.last_weights.double()  # (B, H, T, T)
+        record = ForwardRecord()
+        model(x, mask, record)
+        (name, heads), = attention_entropy(model, record, mask).items()
+        w = record.attention[model.blocks[0].attention].double()  # (B, H, T, T)
         ent = -(w * w.clamp_min(1e-300).log()).sum(-1)  # (B, H, T)
         expected = [np.mean([ent[b, h, t].item() for b in range(3) for t in range(4) if mask[b, t]])
                     for h in range(2)]

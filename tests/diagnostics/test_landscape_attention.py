@@ -8,6 +8,7 @@ from torch import nn
 from qepi.config import Config, update
 from qepi.diagnostics.attention import attention_maps, plot_attention
 from qepi.diagnostics.landscape import filter_normalized_direction, loss_landscape, plot_landscapes
+from qepi.errors import UserError
 from qepi.models import HybridTransformer, InputSpec
 
 
@@ -76,5 +77,7 @@ class TestAttention:
         assert path.stat().st_size > 1000
 
     def test_a_model_without_attention_is_an_error(self, tmp_path):
-        with pytest.raises(ValueError, match="attention"):
-            plot_attention({"mlp": nn.Linear(4, 2)}, torch.zeros(1, 4), tmp_path / "a.png")
+        cfg = update(Config(), circuit={"n_qubits": 2, "n_layers": 1}, model={"n_blocks": 0})
+        no_blocks = HybridTransformer(cfg, InputSpec(seq_len=4, n_classes=2, vocab_size=3))
+        with pytest.raises(UserError, match="attention"):
+            plot_attention({"embedding only": no_blocks}, torch.zeros(1, 4, dtype=torch.long), tmp_path / "a.png")

@@ -10,7 +10,8 @@ from scipy import stats
 
 from qepi.config import Config, to_toml, update
 from qepi.errors import UserError
-from qepi.experiments import compare, mean_ci, paired_test, render, resume, run, summarize, variant_configs
+from qepi.commands.experiments import render
+from qepi.experiments import compare, mean_ci, paired_test, resume, run, summarize, variant_configs
 from qepi.experiments.compare import verdict
 from qepi.training import Callback, load_model, predict, read_metrics
 
@@ -94,8 +95,8 @@ class TestRun:
         before = {p.name: p.read_bytes() for p in out.iterdir()}
         with pytest.raises(UserError, match="finished run.*--overwrite"):
             run(cfg, out, progress=False)
-        bad = update(cfg, data={"task": "nope"})
-        with pytest.raises(UserError, match="data.task"):
+        bad = update(cfg, data={"n_train": 0})
+        with pytest.raises(UserError, match="data.n_train"):
             run(bad, out, progress=False, overwrite=True)
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
         (tmp_path / "mine").mkdir()

@@ -39,6 +39,13 @@ class TestMarksExperiment:
         assert set(result["expression"]["A (base)"]) == {"embedding.core"}
         report = (out / "report.md").read_text()
         assert "| mark set B (genome frozen) | 12 |" in report and "| mark set C (genome frozen) | 12 |" in report
+        (out / "report.md").unlink()
+        assert main(["report", str(out)]) == 0  # rendered again from marks.json
+        assert (out / "report.md").read_text() == report
+        capsys.readouterr()
+        assert main(["marks", str(config), "--out", str(out), "--quiet"]) == 2  # kept unless asked
+        assert "holds a finished marks experiment; pass --overwrite" in capsys.readouterr().err
+        assert json.loads((out / "marks.json").read_text()) == result
 
     @pytest.mark.parametrize("overrides, message", [
         (["train.lr=1"], "only data.\\* keys"),

@@ -19,6 +19,8 @@ from qepi import cli
 from qepi.config import Config, load, to_toml, update
 from qepi.errors import UserError
 from qepi.experiments import sweep as sw
+from qepi.experiments.cluster import import_ray, trial_cpus
+from qepi.experiments.grid import parse_grid, plan_trials, trial_name
 from qepi.training import Callback, read_metrics
 
 TINY = update(
@@ -34,7 +36,7 @@ GRID = ["model.embedding=quantum,classical", "train.lr=0.05,0.1"]
 # ---------------------------------------------------------------------- no Ray needed
 class TestGrid:
     def test_values_are_typed_and_keys_sorted(self):
-        grid = sw.parse_grid(["train.lr=0.1, 1e-2", "data.classes=[0,1],[3, 8]",
+        grid = parse_grid(["train.lr=0.1, 1e-2", "data.classes=[0,1],[3, 8]",
                               "circuit.entangling=true,false"], Config())
         assert grid == {"circuit.entangling": [True, False], "data.classes": [[0, 1], [3, 8]],
                         "train.lr": [0.1, 0.01]}
@@ -49,26 +51,26 @@ class TestGrid:
     ])
     def test_bad_specs_name_the_key(self, spec, message):
         with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
-            sw.parse_grid([spec], Config())
+            parse_grid([spec], Config())
 
     def test_a_key_given_twice_is_refused(self):
         with pytest.raises(UserError, match="given twice"):
-            sw.parse_grid(["train.lr=0.1", "train.lr=0.2"], Config())
+            parse_grid(["train.lr=0.1", "train.lr=0.2"], Config())
 
     def test_trial_names_are_unique_and_stable(self):
-        trials = sw.plan_trials(TINY, sw.parse_grid(GRID, TINY), seeds=2)
+        trials = plan_trials(TINY, parse_grid(GRID, TINY), seeds=2)
         names = [t.name for t in trials]
         assert len(set(names)) == 8
-        again = sw.plan_trials(TINY, sw.parse_grid(list(reversed(GRID)), TINY), seeds=2)
+        again = plan_trials(TINY, parse_grid(list(reversed(GRID)), TINY), seeds=2)
         assert [t.name for t in again] == names  # the order of --grid flags does not matter
         t = trials[-1]
         assert t.cfg.run.seed == t.seed == 1 and t.cfg.run.name == t.name
         assert (t.cfg.model.embedding, t.cfg.train.lr) == (t.point["model.embedding"], t.point["train.lr"])
 
     def test_values_with_other_characters_get_distinct_names(self):
-        a = sw.trial_name({"data.classes": [0, 1]}, 0)
-        b = sw.trial_name({"data.classes": [0, 1, 2]}, 0)
-        c = sw.trial_name({"data.classes": ["0_1"]}, 0)
+        a = trial_name({"data.classes": [0, 1]}, 0)
+        b = trial_name({"data.classes": [0, 1, 2]}, 0)
+        c = trial_name({"data.classes": ["0_1"]}, 0)
         assert len({a, b, c}) == 3 and all("/" not in n and " " not in n for n in (a, b, c))
 
 
@@ -83,21 +85,21 @@ class TestCpuReservation:
         ({"backend": {"name": "lightning.qubit"}}, 3, 4, 3),
     ])
     def test_rule(self, sections, default, node, expected):
-        assert sw.trial_cpus(update(Config(), **sections), node, default) == expected
+        assert trial_cpus(update(Config(), **sections), node, default) == expected
 
     def test_more_than_a_node_is_refused(self):
         with pytest.raises(UserError, match="backend.threads = 8: .* largest Ray node has \\(4\\)"):
-            sw.trial_cpus(update(Config(), backend={"name": "aer", "threads": 8}), 4)
+            trial_cpus(update(Config(), backend={"name": "aer", "threads": 8}), 4)
         with pytest.raises(UserError, match="train.threads = 6"):
-            sw.trial_cpus(update(Config(), train={"threads": 6}), 4)
+            trial_cpus(update(Config(), train={"threads": 6}), 4)
         with pytest.raises(UserError, match="--cpus-per-trial"):
-            sw.trial_cpus(Config(), 4, default=5)
+            trial_cpus(Config(), 4, default=5)
 
 
 def test_without_ray_the_hint_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
     with pytest.raises(UserError, match=r"pip install 'qepi\[distributed\]'"):
-        sw.import_ray()
+        import_ray()
 
 
 def test_cli_bad_grid_exits_2(tmp_path, capsys):
@@ -213,7 +215,7 @@ class TestLocalGrid:
 class TestRestart:
     def test_a_finished_sweep_repeats_nothing(self, grid_sweep):
         before = {d.name: (d / "summary.json").stat().st_mtime_ns for d in (grid_sweep / "runs").iterdir()}
-        result = sw.sweep(TINY, sw.parse_grid(GRID, TINY), seeds=2, out=grid_sweep, progress=False)
+        result = sw.sweep(TINY, parse_grid(GRID, TINY), seeds=2, out=grid_sweep, progress=False)
         assert result.ran == [] and len(result.skipped) == 8
         after = {d.name: (d / "summary.json").stat().st_mtime_ns for d in (grid_sweep / "runs").iterdir()}
         assert after == before
@@ -224,7 +226,7 @@ class TestRestart:
         (victim / "model.pt").unlink()
         others = {d.name: (d / "summary.json").stat().st_mtime_ns
                   for d in (grid_sweep / "runs").iterdir() if d != victim}
-        result = sw.sweep(TINY, sw.parse_grid(GRID, TINY), seeds=2, out=grid_sweep, progress=False)
+        result = sw.sweep(TINY, parse_grid(GRID, TINY), seeds=2, out=grid_sweep, progress=False)
         assert result.ran == [victim.name] and len(result.skipped) == 7
         assert json.loads((victim / "summary.json").read_text())["resumed_at_step"] == 1
         steps = [r["step"] for r in read_metrics(victim / "metrics.jsonl") if r["kind"] == "train"]
@@ -266,7 +268,7 @@ class TestFaults:
 
     def test_without_retries_the_trial_fails_and_the_rest_is_kept(self, ray_local, tmp_path):
         cfg = update(TINY, train={"epochs": 2})
-        result = sw.sweep(cfg, sw.parse_grid(["train.lr=0.05,0.1"], cfg), seeds=1, out=tmp_path / "s",
+        result = sw.sweep(cfg, parse_grid(["train.lr=0.05,0.1"], cfg), seeds=1, out=tmp_path / "s",
                           retries=0, callbacks=[KillOnce(tmp_path / "killed")], progress=False)
         assert len(result.failed) == 1 and len(result.ran) == 1
         (failed,) = result.failed
@@ -289,7 +291,7 @@ class TestTuneSmoke:
         from qepi.experiments.tune import resolve, search
 
         cfg = update(TINY, train={"epochs": 2})
-        grid = sw.parse_grid(["train.lr=0.01,0.1", "model.embedding=quantum,classical"], cfg)
+        grid = parse_grid(["train.lr=0.01,0.1", "model.embedding=quantum,classical"], cfg)
         found = search(cfg, grid, "asha", samples=2, out=tmp_path / "t", progress=False)
         assert len(found["trials"]) == 2 and found["best"] == found["trials"][0]
         assert found["best"]["dev_acc"] == max(t["dev_acc"] for t in found["trials"])
@@ -306,7 +308,7 @@ class TestTuneSmoke:
         from qepi.experiments.tune import search
 
         cfg = update(TINY, model={"embedding": "classical"}, train={"epochs": 2})
-        grid = sw.parse_grid(["train.lr=0.01,0.03,0.1,0.3"], cfg)
+        grid = parse_grid(["train.lr=0.01,0.03,0.1,0.3"], cfg)
         found = search(cfg, grid, "pbt", samples=2, out=tmp_path / "t", progress=False)
         assert len(found["trials"]) == 2 and found["exploits"]
         ids = {t["trial"] for t in found["trials"]}
@@ -319,7 +321,7 @@ class TestTuneSmoke:
 
         no_dev = update(TINY, data={"n_dev": 0})
         with pytest.raises(UserError, match="data.n_dev: a Tune search selects on dev accuracy"):
-            search(no_dev, sw.parse_grid(["train.lr=0.1,0.2"], no_dev), "asha", samples=2, out=tmp_path)
+            search(no_dev, parse_grid(["train.lr=0.1,0.2"], no_dev), "asha", samples=2, out=tmp_path)
         (tmp_path / "c.toml").write_text(to_toml(TINY))
         args = ["sweep", str(tmp_path / "c.toml"), "--grid", "train.lr=0.1,0.2", "--tune", "asha", "--seeds", "2"]
         assert cli.main(args) == 2 and "--seeds: a Tune search" in capsys.readouterr().err
@@ -328,4 +330,4 @@ class TestTuneSmoke:
         from qepi.experiments.tune import search
 
         with pytest.raises(UserError, match="PBT mutates train.\\* keys only"):
-            search(TINY, sw.parse_grid(["circuit.n_layers=1,2"], TINY), "pbt", samples=2, out=tmp_path)
+            search(TINY, parse_grid(["circuit.n_layers=1,2"], TINY), "pbt", samples=2, out=tmp_path)

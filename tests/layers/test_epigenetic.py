@@ -9,7 +9,13 @@ import torch
 
 from qepi.circuits import build_circuit
 from qepi.config import Backend, Circuit, Config, Regulation, update
-from qepi.layers import ClassicalEpigeneticMap, EpigeneticMap, RegulatedAttention, RegulatedEmbedding
+from qepi.layers import (
+    ClassicalEpigeneticMap,
+    EpigeneticMap,
+    ForwardRecord,
+    RegulatedAttention,
+    RegulatedEmbedding,
+)
 from qepi.layers.epigenetic import (
     add_mark_set,
     epigenetic_qfunc,
@@ -73,8 +79,9 @@ class TestSilencing:
         core = EpigeneticMap(Circuit(n_qubits=2, n_layers=1, ansatz="sim14"), regulation=Regulation(hard=hard))
         set_logits(core, -60.0)  # soft marks ~1e-26, hard marks exactly 0
         x = torch.rand(4, 1, 2)
-        torch.testing.assert_close(core(x), torch.cos(x), atol=1e-6, rtol=0)
-        assert core.expression_ratio() == 0.0
+        record = ForwardRecord()
+        torch.testing.assert_close(core(x, record=record), torch.cos(x), atol=1e-6, rtol=0)
+        assert core.expression_ratio(record) == 0.0
 
     def test_marks_at_one_give_the_genome_circuit(self):
         core = EpigeneticMap(CIRCUIT, regulation=Regulation(hard=True))
@@ -96,22 +103,24 @@ class TestExpressionRatio:
     def test_matches_a_hand_count_of_fixed_marks(self):
         core = EpigeneticMap(CIRCUIT, regulation=Regulation(hard=True))
         set_logits(core, [2.0, -1.0, 0.5, -3.0, -0.2, -4.0])  # 2 of 6 marks above 0.5
-        core(torch.rand(5, 1, 2))
-        assert core.expression_ratio() == pytest.approx(2 / 6)
-        assert core.expression_per_token().tolist() == pytest.approx([2 / 6] * 5)
-        assert core.report()["expressed_params_per_token"] == pytest.approx(2)
+        record = ForwardRecord()
+        core(torch.rand(5, 1, 2), record=record)
+        assert core.expression_ratio(record) == pytest.approx(2 / 6)
+        assert core.expression_per_token(record).tolist() == pytest.approx([2 / 6] * 5)
+        assert core.report(record)["expressed_params_per_token"] == pytest.approx(2)
 
     def test_matches_a_hand_count_per_token(self):
         core = EpigeneticMap(CIRCUIT, copies=3, regulation=Regulation(threshold=0.7))
         set_logits(core, 0.0, weight_std=2.0)
         x = torch.rand(4, 7, 3, 2)
-        core(x)
+        record = ForwardRecord()
+        core(x, record=record)
         net = core.tf.net
         hidden = torch.nn.functional.gelu(x.flatten(-2) @ net[0].weight.T + net[0].bias)
         logits = (hidden @ net[2].weight.T + net[2].bias).view(4, 7, 3, 6)
         hand = (logits > math.log(0.7 / 0.3)).float().mean(dim=(-2, -1))  # sigmoid(l) > 0.7
-        torch.testing.assert_close(core.expression_per_token(), hand)
-        assert 0 < core.expression_ratio() < 1
+        torch.testing.assert_close(core.expression_per_token(record), hand)
+        assert 0 < core.expression_ratio(record) < 1
 
     @pytest.mark.parametrize("hard", [True, False])
     def test_penalty_steers_the_expression_toward_the_target(self, hard):
@@ -121,17 +130,22 @@ class TestExpressionRatio:
         optimizer = (torch.optim.Adam(core.parameters(), lr=0.05) if hard
                      else torch.optim.SGD(core.parameters(), lr=10.0))
         x = torch.rand(32, 1, 2)
-        core(x)
-        assert core.expression_ratio() == 1.0  # every gate starts expressed
+
+        def forward() -> ForwardRecord:
+            record = ForwardRecord()
+            core(x, record=record)
+            return record
+
+        assert core.expression_ratio(forward()) == 1.0  # every gate starts expressed
         for _ in range(60):
             optimizer.zero_grad()
-            core(x)
-            core.regularization_loss().backward()
+            forward().regularization_loss().backward()
             optimizer.step()
-        core(x)
-        # hard marks: the expression ratio itself; soft marks: the mean mark
-        steered = core.expression_ratio() if hard else core.last_marks.mean().item()
-        assert steered == pytest.approx(0.2, abs=0.03)
+        record = forward()
+        if hard:  # the expression ratio itself
+            assert core.expression_ratio(record) == pytest.approx(0.2, abs=0.03)
+        else:  # the mean mark: the penalty is 1 · (mean mark - 0.2)²
+            assert math.sqrt(record.regularization_loss().item()) <= 0.03
 
 
 class TestMarkSets:
@@ -224,11 +238,13 @@ class TestExpressedOnlyShift:
         set_logits(aer, 0.0, weight_std=3.0)
         x = torch.rand(3, 2, 2, requires_grad=True)
 
+        record = ForwardRecord()
+
         def grads(core, masked=True):
             core.zero_grad()
             x.grad = None
             if masked:
-                out = core(x)
+                out = core(x, record=record)
             else:  # full parameter shift: every angle of every row
                 with patch.object(core, "shift_mask", lambda *args: torch.tensor(True)):
                     out = core(x)
@@ -236,7 +252,7 @@ class TestExpressedOnlyShift:
             return [p.grad.clone() for p in core.parameters()] + [x.grad.clone()]
 
         masked = grads(aer)
-        expressed = aer.last_expressed
+        expressed = record.expressed[aer]
         assert 0 < expressed.float().mean() < 1
         # rows x (1 + 2 x (2 encoding angles + expressed gates)): a hand count
         assert aer.layer.executor.stats.circuits == 6 + 2 * (6 * 2 + int(expressed.sum()))
@@ -285,11 +301,15 @@ class TestTwinAndLayers:
         model = HybridTransformer(cfg, InputSpec(seq_len=3, n_classes=2, n_features=5))
         assert isinstance(model.embedding, RegulatedEmbedding)
         assert isinstance(model.blocks[0].attention, RegulatedAttention)
-        out = model(torch.rand(2, 3, 5))
-        loss = model.regularization_loss()
+        record = ForwardRecord()
+        out = model(torch.rand(2, 3, 5), record=record)
+        loss = record.regularization_loss()
         assert out.shape == (2, 2) and loss.requires_grad
-        report = regulation_report(model)
+        report = regulation_report(model, record)
         assert set(report) == {"embedding.core", "blocks.0.attention.core"}
+        torch.testing.assert_close(model.regularization_loss(), torch.zeros(()))  # no forward of its own
+        model(torch.rand(2, 3, 5))
+        assert model.regularization_loss().requires_grad  # the Trainer's hook: the latest forward
         assert (len(model.quantum_layers()) == 2) == quantum
 
     def test_unregulated_model_has_no_regularization(self):
@@ -297,10 +317,17 @@ class TestTwinAndLayers:
         model = HybridTransformer(cfg, InputSpec(seq_len=3, n_classes=2, vocab_size=2))
         assert model.regularization_loss().item() == 0.0
 
-    def test_unknown_kind_is_an_error(self):
-        cfg = update(Config(), regulation={"embedding": "methylated"})
-        with pytest.raises(ValueError, match="unknown regulation 'methylated'"):
-            HybridTransformer(cfg, InputSpec(seq_len=3, n_classes=2, vocab_size=2))
+    def test_an_extra_forward_leaves_a_record_as_it_was(self):
+        cfg = update(Config(), circuit={"n_qubits": 2, "n_layers": 1},
+                     regulation={"embedding": "epigenetic", "hard": True})
+        model = HybridTransformer(cfg, InputSpec(seq_len=3, n_classes=2, vocab_size=2))
+        set_logits(model.embedding.core, [5.0, -5.0, -5.0, -5.0, -5.0, -5.0])  # 1 of 6 expressed
+        record = ForwardRecord()
+        model(torch.zeros(2, 3, dtype=torch.long), record=record)
+        set_logits(model.embedding.core, 5.0)  # every gate expressed from now on
+        model(torch.zeros(2, 3, dtype=torch.long))
+        model(torch.zeros(2, 3, dtype=torch.long), record=ForwardRecord())
+        assert regulation_report(model, record)["embedding.core"]["expression_ratio"] == pytest.approx(1 / 6)
 
 
 def test_training_adds_the_penalty_to_the_loss():
@@ -315,8 +342,12 @@ def test_training_adds_the_penalty_to_the_loss():
     dataset = load_dataset(cfg.data)
     torch.manual_seed(0)
     model = HybridTransformer(cfg, dataset.spec)
-    model(dataset.train.x)
-    assert model.embedding.core.expression_ratio() == 1.0
+
+    def expression() -> float:
+        record = ForwardRecord()
+        model(dataset.train.x, record=record)
+        return model.embedding.core.expression_ratio(record)
+
+    assert expression() == 1.0
     Trainer(model, cfg, dataset, progress=False).fit()
-    model(dataset.train.x)
-    assert model.embedding.core.expression_ratio() < 0.5
+    assert expression() < 0.5

@@ -6,7 +6,7 @@ import torch
 
 from qepi.circuits import build_circuit
 from qepi.config import Backend, Circuit, Regulation
-from qepi.layers import ClassicalExpertsMap, ExpertsMap
+from qepi.layers import ClassicalExpertsMap, ExpertsMap, ForwardRecord
 
 CIRCUIT = Circuit(n_qubits=2, n_layers=1)
 
@@ -46,8 +46,9 @@ class TestExpertsMap:
         torch.manual_seed(1)
         core = ExpertsMap(CIRCUIT, regulation=Regulation(n_experts=4, top_k=1))
         x = torch.rand(1, 1, 2)
-        core(x).sum().backward()
-        chosen = core.last_choice.item()
+        record = ForwardRecord()
+        core(x, record=record).sum().backward()
+        chosen = record.routed[core].item()
         grads = core.weights.grad[0].flatten(1).abs().sum(1)  # (E,)
         assert grads[chosen] > 0 and torch.all(grads[torch.arange(4) != chosen] == 0)
         assert core.router.weight.grad.abs().sum() > 0  # top-1 still trains the router
@@ -56,16 +57,19 @@ class TestExpertsMap:
         torch.manual_seed(2)
         core = ExpertsMap(CIRCUIT, regulation=Regulation(n_experts=3, top_k=1, balance=0.5))
         x = torch.rand(6, 1, 2)
-        core(x)
+        record = ForwardRecord()
+        core(x, record=record)
         probs, (_, index) = routing(core, x)
         f = torch.tensor([(index == e).float().mean().item() for e in range(3)])
         expected = 0.5 * 3 * (f * probs.mean(0)).sum()
-        torch.testing.assert_close(core.regularization_loss(), expected)
-        torch.testing.assert_close(core.expert_load(), f)
+        torch.testing.assert_close(record.regularization_loss(), expected)
+        torch.testing.assert_close(core.expert_load(record), f)
 
     def test_report_counts_active_parameters(self):
         core = ExpertsMap(CIRCUIT, copies=3, regulation=Regulation(n_experts=4, top_k=1))
-        report = core.report()
+        record = ForwardRecord()
+        core(torch.rand(2, 3, 2), record=record)
+        report = core.report(record)
         assert report["params_per_token"] == 3 * 4 * 6
         assert report["active_params_per_token"] == 3 * 1 * 6
         assert report["expression_ratio"] == 0.25
@@ -102,4 +106,6 @@ class TestClassicalExperts:
 
     def test_active_parameters_include_biases(self):
         core = ClassicalExpertsMap(CIRCUIT, regulation=Regulation(n_experts=2, top_k=1))
-        assert core.report()["active_params_per_token"] == 2 * 2 + 2
+        record = ForwardRecord()
+        core(torch.rand(3, 1, 2), record=record)
+        assert core.report(record)["active_params_per_token"] == 2 * 2 + 2

@@ -8,6 +8,7 @@ from qepi.config import Backend, Circuit
 from qepi.layers import (
     ClassicalAttention,
     ClassicalEmbedding,
+    ForwardRecord,
     QuantumAttention,
     QuantumEmbedding,
     QuantumLayer,
@@ -121,9 +122,10 @@ class TestTwins:
     @pytest.mark.parametrize("style", ["qkv", "gaussian"])
     def test_attention_shapes_and_weights(self, cls, style):
         attn = cls(8, n_heads=2, circuit=CIRCUIT, style=style)
-        out = attn(torch.rand(3, 5, 8))
+        record = ForwardRecord()
+        out = attn(torch.rand(3, 5, 8), record=record)
         assert out.shape == (3, 5, 8)
-        weights = attn.last_weights
+        weights = record.attention[attn]
         assert weights.shape == (3, 2, 5, 5)
         torch.testing.assert_close(weights.sum(-1), torch.ones(3, 2, 5))
 
@@ -133,8 +135,9 @@ class TestTwins:
         attn = cls(8, n_heads=1, circuit=CIRCUIT, causal=True)
         x = torch.rand(1, 5, 8, dtype=torch.float32)
         mask = torch.tensor([[True, True, True, False, False]])
-        out = attn(x, mask)
-        weights = attn.last_weights[0, 0]
+        record = ForwardRecord()
+        out = attn(x, mask, record)
+        weights = record.attention[attn][0, 0]
         assert torch.all(weights.triu(1) == 0)  # no query looks ahead
         assert torch.all(weights[:, 3:] == 0)  # nobody attends to padding
         changed = x.clone()
@@ -144,11 +147,12 @@ class TestTwins:
     def test_gaussian_weights_follow_the_formula(self):
         attn = QuantumAttention(6, n_heads=1, circuit=CIRCUIT, style="gaussian")
         x = torch.rand(1, 4, 6)
-        attn(x)
+        record = ForwardRecord()
+        attn(x, record=record)
         values = attn.core(attn.to_angles(x).view(1, 4, 3, 3))  # (1, T, 3, n_qubits)
         q, k = values[0, :, 0, 0], values[0, :, 1, 0]
         expected = torch.softmax(-(q[:, None] - k[None, :]) ** 2, dim=-1)
-        torch.testing.assert_close(attn.last_weights[0, 0], expected)
+        torch.testing.assert_close(record.attention[attn][0, 0], expected)
 
     @pytest.mark.parametrize("quantum, classical", [(QuantumEmbedding, ClassicalEmbedding),
                                                     (QuantumAttention, ClassicalAttention)])

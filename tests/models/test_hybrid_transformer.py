@@ -5,7 +5,7 @@ import io
 import pytest
 import torch
 
-from qepi.config import Config, update
+from qepi.config import Config, ConfigError, update
 from qepi.layers import ClassicalAttention, ClassicalEmbedding, QuantumAttention, QuantumEmbedding
 from qepi.models import HybridTransformer, InputSpec, count_parameters
 
@@ -94,5 +94,5 @@ class TestModel:
         assert len(quantum.quantum_layers()) == 2 and not classical.quantum_layers()
 
     def test_unknown_kind_names_the_key(self):
-        with pytest.raises(ValueError, match="model.attention"):
+        with pytest.raises(ConfigError, match="model.attention: unknown value 'qantum'"):
             model_for("quantum", "qantum")

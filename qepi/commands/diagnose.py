@@ -1,15 +1,28 @@
-"""Handlers of ``qepi diagnose ...`` and ``qepi circuits ...`` (parsing lives in qepi.cli)."""
+"""Handlers of ``qepi diagnose ...`` and ``qepi circuits ...``."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
 
-from qepi.errors import UserError
+import torch
 
-COMPARE_MANIFEST = "compare.json"
+from qepi.commands.common import check_backend_settings
+from qepi.config import Backend, Config
+from qepi.data import load_dataset
+from qepi.diagnostics.attention import plot_attention
+from qepi.diagnostics.calibration import expected_calibration_error, fit_temperature
+from qepi.diagnostics.catalog import check_catalog, export_catalog
+from qepi.diagnostics.entropy import EntropyMonitor
+from qepi.diagnostics.gradients import gradient_flow
+from qepi.diagnostics.landscape import loss_landscape, plot_landscapes, save_landscapes
+from qepi.diagnostics.plateau import parse_range, plateau_curve, plot_plateau
+from qepi.diagnostics.qasm import export_model_qasm
+from qepi.errors import UserError
+from qepi.experiments.rundir import COMPARE_MANIFEST
+from qepi.training import load_model, predict
+
 SIDE_BY_SIDE = ("quantum", "classical")  # the runs of a comparison shown side by side
 
 
@@ -30,25 +43,20 @@ def _run_dirs(paths: list[str]) -> list[Path]:
     return out
 
 
-def _load_runs(args: argparse.Namespace):
-    """{label: (model, cfg, run_dir)} for the runs in ``args.run_dirs``."""
-    from qepi.config import Backend
-    from qepi.training import load_model
-
-    backend = Backend(name=args.backend) if getattr(args, "backend", None) else None
+def _load_runs(run_dirs: list[str], backend: str | None):
+    """{label: (model, cfg, run_dir)} for the runs in ``run_dirs``, on ``backend`` when given."""
+    on = None if backend is None else Backend(name=backend)
+    if on is not None:
+        check_backend_settings(on)
     runs = {}
-    for run_dir in _run_dirs(args.run_dirs):
-        model, cfg = load_model(run_dir, backend=backend)
+    for run_dir in _run_dirs(run_dirs):
+        model, cfg = load_model(run_dir, backend=on)
         runs[run_dir.name] = (model, cfg, run_dir)
     return runs
 
 
-def _examples(cfg, split: str, n: int):
+def _examples(cfg: Config, split: str, n: int):
     """The first ``n`` examples of ``split`` of the run's dataset (a qepi.data.Split)."""
-    import torch
-
-    from qepi.data import load_dataset
-
     dataset = load_dataset(cfg.data, cfg.run.seed)
     data = getattr(dataset, split, None)
     if data is None or len(data) == 0:
@@ -58,8 +66,8 @@ def _examples(cfg, split: str, n: int):
     return data.take(torch.arange(min(n, len(data)))), dataset
 
 
-def _out_dir(args: argparse.Namespace, default: Path) -> Path:
-    out = Path(args.out) if args.out else default
+def _out_dir(out: str | None, default: Path) -> Path:
+    out = Path(out) if out else default
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -68,21 +76,19 @@ def _fmt(value: float) -> str:
     return "inf" if math.isinf(value) else "nan" if math.isnan(value) else f"{value:.3g}"
 
 
-def plateau(args: argparse.Namespace) -> int:
+def plateau(*, ansatz: str, qubits: str, layers: str, samples: int, cost: str, seed: int,
+            out: str | None, as_json: bool) -> int:
     """qepi diagnose plateau: gradient variance against qubits and depth, fit and plot."""
-    from qepi.diagnostics.plateau import parse_range, plateau_curve, plot_plateau
-
-    if args.samples < 2:
-        raise UserError(f"--samples must be >= 2, got {args.samples}")
-    result = plateau_curve(args.ansatz, parse_range(args.qubits), parse_range(args.layers),
-                           args.samples, args.cost, args.seed)
-    out = _out_dir(args, Path("runs") / f"plateau-{args.ansatz}-{args.cost}")
+    if samples < 2:
+        raise UserError(f"--samples must be >= 2, got {samples}")
+    result = plateau_curve(ansatz, parse_range(qubits), parse_range(layers), samples, cost, seed)
+    out = _out_dir(out, Path("runs") / f"plateau-{ansatz}-{cost}")
     (out / "plateau.json").write_text(result.to_json() + "\n")
     plot = plot_plateau(result, out / "plateau.png")
-    if args.json:
+    if as_json:
         print(result.to_json())
         return 0
-    print(f"Var[dC/dθ] of {args.ansatz} ({args.cost} cost, {args.samples} random initialisations)")
+    print(f"Var[dC/dθ] of {ansatz} ({cost} cost, {samples} random initialisations)")
     print("layers \\ qubits " + " ".join(f"{q:>9d}" for q in result.qubits) + "   decay rate (r²)")
     for d, row in zip(result.layers, result.variances):
         fit = result.fits.get(str(d))
@@ -93,16 +99,15 @@ def plateau(args: argparse.Namespace) -> int:
     return 0
 
 
-def landscape(args: argparse.Namespace) -> int:
+def landscape(*, run_dirs: list[str], split: str, examples: int, backend: str | None, steps: int,
+              span: float, seed: int, out: str | None) -> int:
     """qepi diagnose landscape: loss contours around the trained weights, side by side."""
-    from qepi.diagnostics.landscape import loss_landscape, plot_landscapes, save_landscapes
-
-    runs = _load_runs(args)
+    runs = _load_runs(run_dirs, backend)
     lands = {}
     for label, (model, cfg, _) in runs.items():
-        batch, _ = _examples(cfg, args.split, args.examples)
-        lands[label] = loss_landscape(model, batch, steps=args.steps, span=args.span, seed=args.seed)
-    out = _out_dir(args, Path(args.run_dirs[0]))
+        batch, _ = _examples(cfg, split, examples)
+        lands[label] = loss_landscape(model, batch, steps=steps, span=span, seed=seed)
+    out = _out_dir(out, Path(run_dirs[0]))
     plot = plot_landscapes(lands, out / "landscape.png")
     save_landscapes(lands, out / "landscape.json")
     for label, land in lands.items():
@@ -113,33 +118,31 @@ def landscape(args: argparse.Namespace) -> int:
     return 0
 
 
-def attention(args: argparse.Namespace) -> int:
+def attention(*, run_dirs: list[str], split: str, examples: int, backend: str | None,
+              out: str | None) -> int:
     """qepi diagnose attention: attention maps of chosen inputs, quantum beside classical."""
-    from qepi.diagnostics.attention import plot_attention
-
-    runs = _load_runs(args)
+    runs = _load_runs(run_dirs, backend)
     first_cfg = next(iter(runs.values()))[1]
-    batch, dataset = _examples(first_cfg, args.split, args.examples)
+    batch, dataset = _examples(first_cfg, split, examples)
     tokens = None
     if dataset.vocab and batch.x.dim() == 2:
         tokens = [[dataset.vocab[i] for i in row] for row in batch.x.tolist()]
     titles = [f"example {i}, label {int(y)}" for i, y in enumerate(batch.y.tolist())]
-    out = _out_dir(args, Path(args.run_dirs[0]))
+    out = _out_dir(out, Path(run_dirs[0]))
     plot = plot_attention({label: m for label, (m, _, _) in runs.items()}, batch.x,
                           out / "attention.png", mask=batch.mask, tokens=tokens, titles=titles)
     print(f"wrote {plot}")
     return 0
 
 
-def entropy(args: argparse.Namespace) -> int:
+def entropy(*, run_dirs: list[str], split: str, examples: int, backend: str | None,
+            as_json: bool) -> int:
     """qepi diagnose entropy: predictive, attention-head and token entanglement entropies."""
-    from qepi.diagnostics.entropy import EntropyMonitor
-
     rows = {}
-    for label, (model, cfg, _) in _load_runs(args).items():
-        batch, _ = _examples(cfg, args.split, args.examples)
+    for label, (model, cfg, _) in _load_runs(run_dirs, backend).items():
+        batch, _ = _examples(cfg, split, examples)
         rows[label] = EntropyMonitor(batch.x, batch.mask).measure(model)
-    if args.json:
+    if as_json:
         print(json.dumps(rows, indent=2))
         return 0
     for label, row in rows.items():
@@ -149,22 +152,19 @@ def entropy(args: argparse.Namespace) -> int:
     return 0
 
 
-def calibration(args: argparse.Namespace) -> int:
+def calibration(*, run_dirs: list[str], backend: str | None, bins: int, as_json: bool) -> int:
     """qepi diagnose calibration: temperature fitted on dev, ECE before and after on test."""
-    from qepi.diagnostics.calibration import expected_calibration_error, fit_temperature
-    from qepi.training import predict
-
     rows = {}
-    for label, (model, cfg, _) in _load_runs(args).items():
+    for label, (model, cfg, _) in _load_runs(run_dirs, backend).items():
         test, dataset = _examples(cfg, "test", 10**9)
         has_dev = dataset.dev is not None and len(dataset.dev) > 0
         fit_split = dataset.dev if has_dev else test  # without dev the fit is optimistic
         t = fit_temperature(predict(model, fit_split), fit_split.y)
         logits = predict(model, test)
         rows[label] = {"temperature": t, "fitted_on": "dev" if has_dev else "test",
-                       "ece_before": expected_calibration_error(logits, test.y, args.bins),
-                       "ece_after": expected_calibration_error(logits, test.y, args.bins, temperature=t)}
-    if args.json:
+                       "ece_before": expected_calibration_error(logits, test.y, bins),
+                       "ece_after": expected_calibration_error(logits, test.y, bins, temperature=t)}
+    if as_json:
         print(json.dumps(rows, indent=2))
         return 0
     print(f"{'run':<28s} {'temperature':>11s} {'fitted on':>9s} {'test ECE before':>15s} {'after':>8s}")
@@ -174,48 +174,41 @@ def calibration(args: argparse.Namespace) -> int:
     return 0
 
 
-def gradients(args: argparse.Namespace) -> int:
+def gradients(*, run_dirs: list[str], split: str, examples: int, backend: str | None, groups: int,
+              repeats: int) -> int:
     """qepi diagnose gradients: per-layer gradient norm, variance and SNR at the trained weights."""
-    from qepi.diagnostics.gradients import gradient_flow
-
-    for label, (model, cfg, _) in _load_runs(args).items():
-        batch, _ = _examples(cfg, args.split, args.examples)
-        stats = gradient_flow(model, batch, n_groups=args.groups, repeats=args.repeats)
+    for label, (model, cfg, _) in _load_runs(run_dirs, backend).items():
+        batch, _ = _examples(cfg, split, examples)
+        stats = gradient_flow(model, batch, n_groups=groups, repeats=repeats)
         print(f"{label}")
-        keys = ["norm", "variance", "snr"] + (["shot_snr"] if args.repeats > 1 else [])
+        keys = ["norm", "variance", "snr"] + (["shot_snr"] if repeats > 1 else [])
         print(f"  {'layer':<44s}" + "".join(f"{k:>11s}" for k in keys))
         for name, s in stats.items():
             print(f"  {name:<44s}" + "".join(f"{_fmt(s[k]):>11s}" for k in keys))
     return 0
 
 
-def circuits_export(args: argparse.Namespace) -> int:
+def circuits_export(*, catalog_dir: str, check: bool, qubits: int, layers: int, pairs: int, samples: int) -> int:
     """qepi circuits export DIR: write (or, with --check, verify) the circuit catalog."""
-    from qepi.diagnostics.catalog import check_catalog, export_catalog
-
-    settings = {"n_qubits": args.qubits, "n_layers": args.layers, "n_pairs": args.pairs,
-                "n_samples": args.samples}
+    settings = {"n_qubits": qubits, "n_layers": layers, "n_pairs": pairs, "n_samples": samples}
     if min(settings.values()) < 1:
         raise UserError("circuits export: --qubits, --layers, --pairs and --samples must be >= 1")
-    if args.check:
-        stale = check_catalog(args.dir, **settings)
+    if check:
+        stale = check_catalog(catalog_dir, **settings)
         if stale:
-            print(f"{args.dir}: out of date: {', '.join(stale)}; run `qepi circuits export {args.dir}`")
+            print(f"{catalog_dir}: out of date: {', '.join(stale)}; run `qepi circuits export {catalog_dir}`")
             return 1
-        print(f"{args.dir}: up to date")
+        print(f"{catalog_dir}: up to date")
         return 0
-    paths = export_catalog(args.dir, **settings)
-    print(f"wrote {len(paths)} files to {args.dir}")
+    paths = export_catalog(catalog_dir, **settings)
+    print(f"wrote {len(paths)} files to {catalog_dir}")
     return 0
 
 
-def circuits_model(args: argparse.Namespace) -> int:
+def circuits_model(*, run_dir: str, out: str | None) -> int:
     """qepi circuits model RUN_DIR: a trained model's circuits as OpenQASM 3, weights bound."""
-    from qepi.diagnostics.qasm import export_model_qasm
-    from qepi.training import load_model
-
-    model, _ = load_model(args.run_dir)
-    out = Path(args.out) if args.out else Path(args.run_dir) / "qasm"
+    model, _ = load_model(run_dir)
+    out = Path(out) if out else Path(run_dir) / "qasm"
     paths = export_model_qasm(model, out)
     print(f"wrote {len(paths)} circuits and manifest.json to {out}")
     return 0

@@ -1,0 +1,93 @@
+"""Handlers of ``qepi train``, ``qepi compare``, ``qepi marks`` and ``qepi report``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from qepi.commands.common import load_config
+from qepi.errors import UserError
+from qepi.experiments.compare import compare as run_compare
+from qepi.experiments.compare import default_compare_dir, summarize
+from qepi.experiments.marks import default_marks_dir, format_report, marks_experiment
+from qepi.experiments.report import format_table, render_compare_report, render_run_report, render_sweep_report
+from qepi.experiments.rundir import COMPARISON_DIR, MARKS, MARKS_DIR, REPORT, RUN, SWEEP_DIR, kind_of
+from qepi.experiments import runner
+from qepi.experiments.sweep import aggregate
+from qepi.experiments.tables import to_json
+from qepi.training import atomic_write_text
+
+
+def _summary_line(s: dict) -> str:
+    return (f"{s['name']}: test acc {s['test_acc']:.3f} (chance {s['chance_acc']:.3f}), "
+            f"loss {s['test_loss']:.3f} | {s['params']} params | {s['circuits']} circuits, "
+            f"{s['shots']} shots | {s['wall_time_s']:.1f} s")
+
+
+def train(*, config: str | None, overrides: list[str], out: str | None, warm_start: str | None,
+          resume: str | None, overwrite: bool, quiet: bool) -> int:
+    """``qepi train CONFIG [--set k=v] [--out DIR] [--from RUN_DIR] | --resume RUN_DIR``."""
+    if resume:
+        if config or overrides or warm_start or out:
+            raise UserError("--resume continues with the run's saved config: drop CONFIG, "
+                            "--set, --from and --out")
+        result = runner.resume(resume, progress=not quiet)
+    else:
+        result = runner.run(load_config(config, overrides), out, warm_start=warm_start,
+                            progress=not quiet, overwrite=overwrite)
+    print(_summary_line(result.summary))
+    print(f"run directory: {result.run_dir}")
+    return 0
+
+
+def compare(*, config: str, overrides: list[str], seeds: int, out: str | None, overwrite: bool,
+            as_json: bool, quiet: bool) -> int:
+    """``qepi compare CONFIG --seeds N [--json]``: prints the table (or JSON) and writes the report."""
+    cfg = load_config(config, overrides)
+    out = Path(out) if out else default_compare_dir(cfg)
+    comparison = run_compare(cfg, seeds, out, overwrite=overwrite, progress=not (quiet or as_json))
+    if as_json:
+        print(to_json(comparison))
+    else:
+        print(format_table(comparison))
+        print(f"\nreport: {out / REPORT}")
+    return 0
+
+
+def marks(*, config: str, overrides: list[str], task_b: list[str], out: str | None, overwrite: bool,
+          as_json: bool, quiet: bool) -> int:
+    """``qepi marks CONFIG [--set k=v] [--task-b data.k=v] [--out DIR] [--overwrite] [--json]``."""
+    cfg = load_config(config, overrides)
+    out = Path(out) if out else default_marks_dir(cfg)
+    result = marks_experiment(cfg, task_b, out, progress=not (quiet or as_json), overwrite=overwrite)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        print(format_report(result))
+        print(f"report: {out / REPORT}")
+    return 0
+
+
+def render(directory: str | Path) -> Path:
+    """Render the report of a run, comparison, sweep or marks directory again from its
+    saved files; returns the report's path."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UserError(f"{directory}: no such directory")
+    kind = kind_of(directory)
+    if kind == SWEEP_DIR:
+        return render_sweep_report(directory, aggregate(directory))
+    if kind == COMPARISON_DIR:
+        return render_compare_report(directory, summarize(directory))
+    if kind == MARKS_DIR and (directory / MARKS).is_file():
+        atomic_write_text(directory / REPORT, format_report(json.loads((directory / MARKS).read_text())))
+        return directory / REPORT
+    if kind == RUN:
+        return render_run_report(directory)
+    raise UserError(f"{directory}: not a qepi run, comparison, sweep or finished marks directory")
+
+
+def report(*, run_dir: str) -> int:
+    """``qepi report DIR``: render the report again from saved metrics."""
+    print(f"report: {render(run_dir)}")
+    return 0
