@@ -227,14 +227,41 @@ class TestErrors:
         with pytest.raises(UserError, match="dtype"):
             ExactExecutor(spec.qfunc, 2, Backend(name="exact", dtype="float16"))
 
-    def test_only_expectation_values(self):
+    @pytest.mark.parametrize("measure,name", [
+        (lambda: qml.state(), "qml.state()"),
+        (lambda: qml.density_matrix(wires=0), "qml.density_matrix()"),
+        (lambda: qml.sample(qml.PauliZ(0)), "qml.sample()"),
+        (lambda: qml.counts(qml.PauliZ(0)), "qml.counts()"),
+    ])
+    def test_other_measurements_are_refused_in_one_line(self, measure, name):
         def circuit(inputs, weights):
             qml.RY(inputs[..., 0] + weights[0], wires=0)
-            return qml.probs(wires=0)
+            return measure()
 
         executor = ExactExecutor(circuit, 1, Backend(name="exact"))
-        with pytest.raises(UserError, match="expval"):
+        with pytest.raises(UserError, match="expval, var, probs") as error:
             executor(torch.rand(2, 1, 1), {"weights": torch.rand(1, 1)})
+        assert name in str(error.value) and "\n" not in str(error.value)
+
+    def test_mid_circuit_measurements_are_refused(self):
+        def circuit(inputs, weights):
+            qml.RY(inputs[..., 0] + weights[0], wires=0)
+            qml.cond(qml.measure(0), qml.PauliX)(wires=1)
+            return qml.expval(qml.PauliZ(1))
+
+        with pytest.raises(UserError, match="mid-circuit"):
+            make_executor(circuit, 2, "exact")(torch.rand(2, 1, 1), {"weights": torch.rand(1, 1)})
+
+    @pytest.mark.parametrize("op", [lambda: qml.AmplitudeDamping(0.1, wires=0),
+                                    lambda: qml.TRX(0.3, wires=0)])
+    def test_operations_it_cannot_simulate_are_named(self, op):
+        def circuit(inputs, weights):
+            qml.RY(inputs[..., 0] + weights[0], wires=0)
+            op()
+            return qml.expval(qml.PauliZ(0))
+
+        with pytest.raises(UserError, match="exact backend: (AmplitudeDamping|TRX)"):
+            make_executor(circuit, 1, "exact")(torch.rand(2, 1, 1), {"weights": torch.rand(1, 1)})
 
 
 class TestModel:

@@ -1,0 +1,2 @@
+"""The only places where qepi uses private or experimental third-party APIs, one module per
+library, each checking the library version it was written against."""
