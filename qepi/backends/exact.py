@@ -161,7 +161,7 @@ def _op_matrix(op, dtype: torch.dtype) -> torch.Tensor:
             params = [p[b] if _ndim(p) > nd else p for p, nd in zip(op.data, ndims)]
             rows.append(torch.as_tensor(bind_new_parameters(op, params).matrix()))
         matrix = torch.stack(rows)
-    return matrix.to(dtype)
+    return matrix.to(dtype).resolve_conj().resolve_neg()
 
 
 def _ndim(value) -> int:
@@ -188,7 +188,9 @@ def _unproven(trace: Trace) -> str | None:
 
 
 def _numpy(value) -> np.ndarray:
-    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().resolve_conj().resolve_neg().numpy()
+    return np.asarray(value)
 
 
 def _diagonalize(obs) -> tuple[list, np.ndarray, list]:
@@ -210,7 +212,7 @@ def _diagonalize(obs) -> tuple[list, np.ndarray, list]:
                 gates += {"X": [qml.Hadamard(wire)], "Y": qml.PauliY(wire).diagonalizing_gates(),
                           "Z": []}[pauli]
             return gates, eig, list(word)
-    matrix = np.asarray(qml.matrix(obs), dtype=np.complex128)
+    matrix = _numpy(qml.matrix(obs)).astype(np.complex128)
     eig, vectors = np.linalg.eigh(matrix)
     return [qml.QubitUnitary(vectors.conj().T, wires=obs.wires)], eig, list(obs.wires)
 
@@ -490,7 +492,7 @@ class _Program:
         weights = any(self.slot_weight[s] for s in slots)
         constant = not data and not weights and all(self.sources[s][0] == "c" for s in slots)
         if constant:
-            matrix = np.asarray(qml.matrix(op), dtype=np.complex128)
+            matrix = _numpy(qml.matrix(op)).astype(np.complex128)
             _check_matrix_shape(op, matrix)
             monomial = _monomial(matrix, axes, self.n)
             if monomial is not None:
@@ -525,7 +527,7 @@ class _Program:
                 gates, eig, wires = _diagonalize(mp.obs)
                 axes = self._axes(wires, mp.obs.name)
             key = tuple(
-                (g.name, tuple(g.wires), np.asarray(qml.matrix(g)).tobytes()) for g in gates
+                (g.name, tuple(g.wires), _numpy(qml.matrix(g)).tobytes()) for g in gates
             )
             if key not in groups:
                 groups[key] = _Readout(_merge([self._gate(g, []) for g in gates], self.n))
@@ -865,7 +867,7 @@ class ExactExecutor(ExecutorBase):
                 v = self._cast(torch.stack([c[i] for c in per_copy]))  # (K, N, ...) or (K, ...)
                 values[slot] = v if p.slot_batched[slot] else v.unsqueeze(1)
         for slot in p.const_slots:
-            const = self._const(("c", slot), lambda s=slot: p.sources[s][1].numpy(), device)
+            const = self._const(("c", slot), lambda s=slot: _numpy(p.sources[s][1]), device)
             values[slot] = const.reshape(1, 1, *const.shape)
         return values
 
@@ -903,7 +905,7 @@ class ExactExecutor(ExecutorBase):
 
     def _cast(self, value: torch.Tensor) -> torch.Tensor:
         """``value`` in the executor's real or complex dtype."""
-        return value.to(self._complex if value.is_complex() else self.dtype)
+        return value.to(self._complex if value.is_complex() else self.dtype).resolve_conj()
 
     def _apply(self, state: torch.Tensor, gate: _Gate, values, mats, device) -> torch.Tensor:
         if gate.kind == "perm":
