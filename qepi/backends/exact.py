@@ -144,23 +144,25 @@ def _check_matrix_shape(op, matrix) -> None:
 
 def _op_matrix(op, dtype: torch.dtype) -> torch.Tensor:
     """``op``'s matrix as a (d, d) or (B, d, d) tensor of ``dtype`` (complex), its batch of
-    parameters included; ops whose matrix ignores the batch are built row by row."""
+    parameters included; ops whose matrix fails on (or ignores) the batch are built row by row."""
     from pennylane.ops.functions import bind_new_parameters
 
+    batch = op.batch_size
     try:
         matrix = torch.as_tensor(op.matrix())
-    except Exception as error:  # noqa: BLE001 - PennyLane's own failure, named
-        raise UserError(f"exact backend: cannot build the matrix of {op.name} "
-                        f"({type(error).__name__}); use backend.name='default.qubit'") from None
+        batched_ok = batch is None or (matrix.dim() == 3 and matrix.shape[0] == batch)
+    except Exception as error:  # noqa: BLE001 - PennyLane's own failure, named below
+        if batch is None:
+            raise UserError(f"exact backend: cannot build the matrix of {op.name} "
+                            f"({type(error).__name__}); use backend.name='default.qubit'") from None
+        batched_ok = False
+    if not batched_ok:
+        ndims = op.ndim_params
+        rows = [bind_new_parameters(op, [p[b] if _ndim(p) > nd else p
+                                         for p, nd in zip(op.data, ndims)])
+                for b in range(batch)]
+        matrix = torch.stack([_op_matrix(row, dtype) for row in rows])
     _check_matrix_shape(op, matrix)
-    batch = op.batch_size
-    if batch is not None and (matrix.dim() != 3 or matrix.shape[0] != batch):
-        ndims = getattr(op, "ndim_params", (0,) * len(op.data))
-        rows = []
-        for b in range(batch):
-            params = [p[b] if _ndim(p) > nd else p for p, nd in zip(op.data, ndims)]
-            rows.append(torch.as_tensor(bind_new_parameters(op, params).matrix()))
-        matrix = torch.stack(rows)
     return matrix.to(dtype).resolve_conj().resolve_neg()
 
 
@@ -358,8 +360,6 @@ class _Program:
         self.graph_outputs = graph_outputs
         self.graph_fn = self._subset(graph_outputs)
         self.graphs: dict[int, Callable] = {}  # recorded parameter graphs by row count
-        if graph_outputs:
-            self.graphs[m] = record_graph(self.graph_fn, (x1, *w1))
         self.fallback = self._verify(qfunc, ops, measurements, *sentinels())
         if self.fallback:
             return
@@ -376,7 +376,7 @@ class _Program:
                 measurements) or not all(map(qml.equal, new_measurements, measurements)):
             return "its gates or measurements changed between two traces"
         w_flat = torch.cat([w.reshape(-1) for w in ws]) if ws else torch.zeros(0)
-        graph = self.graphs[TRACE_ROWS](x, *ws) if self.graph_outputs else []
+        graph = self.graph_fn(x, *ws) if self.graph_outputs else []
         expected = [(op, p) for op in new_ops for p in op.data]
         for (kind, where), (op, value) in zip(self.sources, expected):
             got = {"x": lambda: x[:, where], "w": lambda: w_flat[where],
@@ -873,10 +873,13 @@ class ExactExecutor(ExecutorBase):
 
     def _run_graph(self, p: _Program, n_rows: int, args) -> list[torch.Tensor]:
         """The parameter graph on one copy, recorded once per row count (a recording may hold
-        the row count as a constant)."""
+        the row count as a constant) and checked against a plain trace when recorded."""
         graph = p.graphs.get(n_rows)
         if graph is None:
-            graph = p.graphs[n_rows] = record_graph(p.graph_fn, tuple(a.detach() for a in args))
+            plain = tuple(a.detach() for a in args)
+            graph = record_graph(p.graph_fn, plain)
+            same = all(torch.equal(a, b) for a, b in zip(graph(*plain), p.graph_fn(*plain)))
+            graph = p.graphs[n_rows] = graph if same else p.graph_fn
         return graph(*args)
 
     def _matrices(self, p: _Program, values) -> dict[int, torch.Tensor]:
