@@ -157,7 +157,10 @@ def _op_matrix(op, dtype: torch.dtype) -> torch.Tensor:
                             f"({type(error).__name__}); use backend.name='default.qubit'") from None
         batched_ok = False
     if not batched_ok:
-        ndims = op.ndim_params
+        try:
+            ndims = op.ndim_params
+        except AttributeError:  # arithmetic ops (SProd, Sum): scalar coefficients
+            ndims = (0,) * len(op.data)
         rows = [bind_new_parameters(op, [p[b] if _ndim(p) > nd else p
                                          for p, nd in zip(op.data, ndims)])
                 for b in range(batch)]
