@@ -2,13 +2,19 @@
 
 A layer's circuit is compiled once per executor:
 
-1. **Trace.** ``qfunc`` is recorded with :func:`qml.tape.make_qscript` on sentinel inputs
-   and weights, templates are decomposed into gates, and every gate parameter is traced
-   back to where it comes from: a column of the inputs, an entry of the weights, a
-   constant, or an arbitrary torch expression of them (recorded once with
-   ``torch.fx.experimental.proxy_tensor.make_fx``, e.g. the ``x_i * x_{i+1}`` phases of
-   IQP). A gate is *data* when one of its parameters depends on the inputs, *weights*
-   otherwise. Each step then needs one gather per kind instead of a new trace.
+1. **Trace.** ``qfunc`` is recorded on sentinel inputs and weights while
+   :mod:`qepi.backends.exact_trace` watches every torch operation, templates are
+   decomposed into gates, and every gate parameter is traced back to where it comes
+   from: a column of the inputs or an entry of the weights (only when every operation
+   on the way is a plain selection), a constant (computed from neither), or any other
+   torch expression of them (recorded per row count with
+   :func:`qepi.compat.torch.record_graph`, e.g. the ``x_i * x_{i+1}`` phases of IQP or
+   ``relu(x)``). A fresh trace on new random values must reproduce every parameter. What
+   cannot be proven this way — a value of the inputs or weights reaching Python
+   (``if w[0] > 0``, ``.item()``), an observable computed from them — makes the circuit
+   *traced*: re-traced on every call, copy by copy, on the call's own tensors and
+   simulated gate by gate (``strategy == "traced"``, ``describe()`` says why). A gate is
+   *data* when one of its parameters depends on the inputs, *weights* otherwise.
 2. **Segment.** Leading single-qubit gates build a product state (one 2-vector per
    wire, then their Kronecker product). Gates before the first data gate act on one row.
    Runs of gates holding trainable weights become *weight blocks*; data gates (and
@@ -22,9 +28,12 @@ A layer's circuit is compiled once per executor:
    (:func:`estimate_costs`) picks the cheaper per call: folding for few qubits, gate by
    gate beyond the crossover (7 qubits for 3 copies x 512 rows of a 2-layer strongly
    entangling circuit on CPU).
-4. **Measure.** Observables sharing their diagonalizing gates are read together as
-   ``|ψ|²`` times an eigenvalue matrix (``⟨Z_i⟩`` needs no extra gate); any other
-   observable is diagonalized from its matrix.
+4. **Measure.** ``expval``, ``var`` and ``probs`` (any wires, any order, or
+   ``op=`` a Pauli word), in any mix. Observables sharing their diagonalizing gates are
+   read together as ``|ψ|²`` times an eigenvalue matrix (``⟨Z_i⟩`` needs no extra gate);
+   Pauli words are rotated wire by wire and any other observable is diagonalized from its
+   matrix. Other measurements, mid-circuit measurements, noise channels and non-qubit
+   gates are refused with a one-line UserError.
 
 Amplitudes stay real until the first complex gate (RY/CNOT/CZ-only circuits never leave
 real arithmetic). ``Backend(dtype="float32")`` computes in float32/complex64; inputs on a
