@@ -1,1 +1,3 @@
-"""Private third-party APIs, one module per library, each behind a version check."""
+"""The only places where qepi uses private or experimental third-party APIs: one module per
+library (``aer``, ``pennylane``, ``torch``), each checking the library version it was written
+against."""

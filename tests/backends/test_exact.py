@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from qepi.backends import make_executor
+from qepi.compat.pennylane import forget_eigendecompositions
 from qepi.backends.exact import ExactExecutor, estimate_costs
 from qepi.circuits import ANSATZE, ENCODINGS, build_circuit
 from qepi.config import Backend, Circuit, Config, update
@@ -37,6 +38,32 @@ def assert_same(a, b, tol=TOL):
     torch.testing.assert_close(out_a, out_b, rtol=0, atol=tol)
     for ga, gb in zip(grads_a, grads_b):
         torch.testing.assert_close(ga, gb, rtol=0, atol=tol)
+
+
+def per_row_reference(qfunc, n_qubits, inputs, weights):
+    """default.qubit one row and one copy at a time, outputs flattened: (N, K, n_outputs)."""
+    node = qml.QNode(qfunc, qml.device("default.qubit", wires=n_qubits), interface="torch",
+                     diff_method="backprop")
+    rows = []
+    for i in range(inputs.shape[0]):
+        copies = []
+        for k in range(inputs.shape[1]):
+            forget_eigendecompositions()
+            out = node(inputs[i, k], **{m: w[k] for m, w in weights.items()})
+            out = out if isinstance(out, (list, tuple)) else [out]
+            copies.append(torch.cat([o.reshape(-1) for o in out]))
+        rows.append(torch.stack(copies))
+    return torch.stack(rows)
+
+
+def reference_with_grads(qfunc, n_qubits, inputs, weights):
+    """:func:`run_with_grads` of :func:`per_row_reference`."""
+    inputs = inputs.detach().clone().requires_grad_(True)
+    weights = {k: w.detach().clone().requires_grad_(True) for k, w in weights.items()}
+    out = per_row_reference(qfunc, n_qubits, inputs, weights)
+    probe = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+    grads = torch.autograd.grad((out * probe).sum(), [inputs, *weights.values()])
+    return out.detach(), grads, None
 
 
 def random_case(spec, n_rows, copies, seed=0):
@@ -195,6 +222,173 @@ class TestUserCircuits:
             assert_same(run_with_grads(circuit, 1, Backend(name="exact"), x, w), ref)
 
 
+class TestFaithful:
+    """Circuits one trace cannot stand for: compiled only where proven, re-traced otherwise."""
+
+    @staticmethod
+    def case(copies, sign=1.0):
+        gen = torch.Generator().manual_seed(3)
+        inputs = torch.rand(4, copies, 2, generator=gen, dtype=torch.float64) * 4 - 2
+        weights = {"weights": sign * (torch.rand(copies, 2, generator=gen,
+                                                 dtype=torch.float64) * 2 - 0.5)}
+        return inputs, weights
+
+    def test_nonlinear_angles_are_computed_not_selected(self):
+        def circuit(inputs, weights):
+            qml.RX(torch.relu(inputs[..., 0]), wires=0)
+            qml.RY(torch.abs(weights[..., 0]), wires=1)
+            qml.CNOT(wires=[0, 1])
+            qml.RZ(torch.clamp(weights[..., 1], -0.1, 0.1), wires=1)
+            qml.RY(inputs[..., 1], wires=1)
+            return qml.expval(qml.PauliZ(0)), qml.expval(qml.PauliX(1))
+
+        for copies, sign in ((1, 1.0), (1, -1.0), (2, -1.0)):
+            inputs, weights = self.case(copies, sign)
+            assert (inputs[..., 0] < 0).any() and (weights["weights"][..., 0] < 0).any() == (
+                sign < 0)
+            ref = run_with_grads(circuit, 2, Backend(name="default.qubit"), inputs, weights)
+            got = run_with_grads(circuit, 2, Backend(name="exact"), inputs, weights)
+            assert_same(got, ref)
+            assert got[2].strategy in ("fold", "gates")  # proven: still compiled
+
+    def test_trainable_observable_coefficients_get_gradients(self):
+        def circuit(inputs, weights):
+            qml.RY(inputs[..., 0], wires=0)
+            qml.RX(inputs[..., 1], wires=1)
+            qml.CNOT(wires=[0, 1])
+            return qml.expval(weights[..., 0] * qml.PauliZ(0) + weights[..., 1] * qml.PauliZ(1))
+
+        inputs, weights = self.case(1)
+        ref = run_with_grads(circuit, 2, Backend(name="default.qubit"), inputs, weights)
+        got = run_with_grads(circuit, 2, Backend(name="exact"), inputs, weights)
+        assert_same(got, ref)
+        assert got[1][1].abs().min() > 1e-3  # every coefficient gets a gradient
+        assert got[2].strategy == "traced"
+        assert "observable" in got[2].describe()
+
+    def test_observable_coefficients_from_inputs_and_variances(self):
+        def circuit(inputs, weights):
+            qml.RY(inputs[..., 0], wires=0)
+            qml.RX(weights[..., 1], wires=1)
+            qml.CNOT(wires=[0, 1])
+            return (qml.expval(inputs[..., 1] * qml.PauliX(0) + weights[..., 0] * qml.PauliZ(1)),
+                    qml.var(weights[..., 0] * qml.PauliZ(0) @ qml.PauliY(1) + 0.3 * qml.PauliX(0)))
+
+        inputs, weights = self.case(2, -1.0)
+        ref = reference_with_grads(circuit, 2, inputs, weights)
+        assert_same(run_with_grads(circuit, 2, Backend(name="exact"), inputs, weights), ref)
+
+    def test_structure_that_depends_on_weights_is_retraced(self):
+        def circuit(inputs, weights):
+            qml.RX(inputs[..., 0], wires=0)
+            if weights[..., 0] > 0:
+                qml.Hadamard(wires=0)
+            qml.RY(weights[..., 1], wires=0)
+            return qml.expval(qml.PauliZ(0))
+
+        for sign in (1.0, -1.0):
+            inputs, weights = self.case(1, sign)
+            ref = run_with_grads(circuit, 1, Backend(name="default.qubit"), inputs, weights)
+            got = run_with_grads(circuit, 1, Backend(name="exact"), inputs, weights)
+            assert_same(got, ref)
+            assert got[2].strategy == "traced"
+            assert "Tensor.__bool__" in got[2].describe()
+
+    def test_copies_with_different_structure(self):
+        def circuit(inputs, weights):
+            qml.RX(inputs[..., 0], wires=0)
+            if weights[..., 0] > 0:
+                qml.Hadamard(wires=0)
+            qml.RY(weights[..., 1], wires=0)
+            return qml.expval(qml.PauliZ(0)), qml.probs(wires=[0])
+
+        inputs, weights = self.case(2)
+        weights["weights"][:, 0] = torch.tensor([0.5, -0.5], dtype=torch.float64)
+        ref = reference_with_grads(circuit, 1, inputs, weights)
+        assert_same(run_with_grads(circuit, 1, Backend(name="exact"), inputs, weights), ref)
+
+    def test_branching_on_inputs_is_refused_with_the_reason(self):
+        def circuit(inputs, weights):
+            if inputs[..., 0] > 0:
+                qml.Hadamard(wires=0)
+            qml.RY(weights[..., 0], wires=0)
+            return qml.expval(qml.PauliZ(0))
+
+        with pytest.raises(UserError, match="Tensor.__bool__ of a value computed from inputs"):
+            make_executor(circuit, 1, "exact")(*self.case(1))
+
+    def test_a_forced_strategy_is_refused_when_the_circuit_cannot_be_compiled(self):
+        def circuit(inputs, weights):
+            qml.RY(inputs[..., 0], wires=0)
+            return qml.expval(weights[..., 0] * qml.PauliZ(0))
+
+        executor = make_executor(circuit, 1, Backend(name="exact", strategy="fold"))
+        with pytest.raises(UserError, match="backend.strategy='fold'.*observable"):
+            executor(*self.case(1))
+
+
+class TestMeasurements:
+    @staticmethod
+    def circuit(inputs, weights):
+        qml.AngleEmbedding(inputs, wires=range(3), rotation="Y")
+        qml.StronglyEntanglingLayers(weights, wires=range(3))
+        return [
+            qml.probs(wires=[2, 0]),
+            qml.var(qml.PauliX(1)),
+            qml.expval(qml.PauliZ(0) @ qml.PauliY(2)),
+            qml.var(qml.Hermitian(np.array([[1.0, 0.5j], [-0.5j, -0.3]]), wires=1)),
+            qml.probs(),
+            qml.var(qml.Hamiltonian([0.4, -1.1], [qml.PauliZ(0), qml.PauliX(1) @ qml.PauliX(2)])),
+            qml.probs(op=qml.PauliX(1)),
+        ]
+
+    def case(self, copies):
+        gen = torch.Generator().manual_seed(copies)
+        inputs = torch.rand(5, copies, 3, generator=gen, dtype=torch.float64) * 3
+        return inputs, {"weights": torch.rand(copies, 2, 3, 3, generator=gen,
+                                              dtype=torch.float64) * 6}
+
+    @pytest.mark.parametrize("strategy", ["fold", "gates"])
+    def test_var_probs_and_mixed_lists_match_default_qubit(self, strategy):
+        for copies in (1, 2):
+            inputs, weights = self.case(copies)
+            ref = reference_with_grads(self.circuit, 3, inputs, weights)
+            got = run_with_grads(self.circuit, 3, Backend(name="exact", strategy=strategy),
+                                 inputs, weights)
+            assert got[0].shape == (5, copies, 4 + 1 + 1 + 1 + 8 + 1 + 2)
+            assert_same(got, ref)
+
+    def test_probabilities_sum_to_one_in_pennylane_order(self):
+        def circuit(inputs, weights):
+            qml.PauliX(wires=0)  # |10>: wire 0 is the most significant bit
+            qml.RY(weights[..., 0] * 0, wires=1)
+            return qml.probs(wires=[0, 1]), qml.probs(wires=[1, 0])
+
+        out = make_executor(circuit, 2, "exact")(torch.zeros(1, 1, 1), {"weights": torch.ones(1, 1)})
+        assert out.flatten().tolist() == [0, 0, 1, 0, 0, 1, 0, 0]
+
+    def test_float32_keeps_every_measurement_in_float32(self):
+        inputs, weights = self.case(2)
+        ref = run_with_grads(self.circuit, 3, Backend(name="exact"), inputs, weights)
+        executor = make_executor(self.circuit, 3, Backend(name="exact", dtype="float32"))
+        x = inputs.float().requires_grad_(True)
+        w = weights["weights"].float().requires_grad_(True)
+        out = executor(x, {"weights": w})
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out.double(), ref[0], rtol=0, atol=1e-5)
+        out.sum().backward()
+        assert x.grad.dtype == w.grad.dtype == torch.float32
+
+    def test_float32_on_the_traced_path(self):
+        def circuit(inputs, weights):
+            qml.RY(inputs[..., 0], wires=0)
+            return qml.var(weights[..., 0] * qml.PauliX(0)), qml.probs(wires=[0])
+
+        executor = make_executor(circuit, 1, Backend(name="exact", dtype="float32"))
+        out = executor(torch.rand(3, 1, 1), {"weights": torch.rand(1, 1)})
+        assert executor.strategy == "traced" and out.dtype == torch.float32
+
+
 class TestStrategy:
     def test_cost_model_folds_small_circuits_and_simulates_large_ones_gate_by_gate(self):
         def program(n):
@@ -227,14 +421,41 @@ class TestErrors:
         with pytest.raises(UserError, match="dtype"):
             ExactExecutor(spec.qfunc, 2, Backend(name="exact", dtype="float16"))
 
-    def test_only_expectation_values(self):
+    @pytest.mark.parametrize("measure,name", [
+        (lambda: qml.state(), "qml.state()"),
+        (lambda: qml.density_matrix(wires=0), "qml.density_matrix()"),
+        (lambda: qml.sample(qml.PauliZ(0)), "qml.sample()"),
+        (lambda: qml.counts(qml.PauliZ(0)), "qml.counts()"),
+    ])
+    def test_other_measurements_are_refused_in_one_line(self, measure, name):
         def circuit(inputs, weights):
             qml.RY(inputs[..., 0] + weights[0], wires=0)
-            return qml.probs(wires=0)
+            return measure()
 
         executor = ExactExecutor(circuit, 1, Backend(name="exact"))
-        with pytest.raises(UserError, match="expval"):
+        with pytest.raises(UserError, match="expval, var, probs") as error:
             executor(torch.rand(2, 1, 1), {"weights": torch.rand(1, 1)})
+        assert name in str(error.value) and "\n" not in str(error.value)
+
+    def test_mid_circuit_measurements_are_refused(self):
+        def circuit(inputs, weights):
+            qml.RY(inputs[..., 0] + weights[0], wires=0)
+            qml.cond(qml.measure(0), qml.PauliX)(wires=1)
+            return qml.expval(qml.PauliZ(1))
+
+        with pytest.raises(UserError, match="mid-circuit"):
+            make_executor(circuit, 2, "exact")(torch.rand(2, 1, 1), {"weights": torch.rand(1, 1)})
+
+    @pytest.mark.parametrize("op", [lambda: qml.AmplitudeDamping(0.1, wires=0),
+                                    lambda: qml.TRX(0.3, wires=0)])
+    def test_operations_it_cannot_simulate_are_named(self, op):
+        def circuit(inputs, weights):
+            qml.RY(inputs[..., 0] + weights[0], wires=0)
+            op()
+            return qml.expval(qml.PauliZ(0))
+
+        with pytest.raises(UserError, match="exact backend: (AmplitudeDamping|TRX)"):
+            make_executor(circuit, 1, "exact")(torch.rand(2, 1, 1), {"weights": torch.rand(1, 1)})
 
 
 class TestModel:
