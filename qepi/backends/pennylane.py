@@ -57,8 +57,9 @@ class PennyLaneExecutor(ExecutorBase):
     """Runs the circuit as one broadcast QNode call on a PennyLane device.
 
     ``diff_method=None`` is the backend's own: backprop on ``default.qubit``; on
-    ``lightning.qubit`` adjoint when every measurement is an ``expval``, parameter shift
-    otherwise (adjoint cannot differentiate ``var`` or ``probs``).
+    ``lightning.qubit`` adjoint when every measurement is an ``expval`` of a constant
+    observable, parameter shift otherwise (adjoint cannot differentiate ``var``, ``probs``
+    or observable coefficients).
     """
 
     capabilities = Capabilities(measurements=frozenset(MEASUREMENT_KINDS))
@@ -125,13 +126,18 @@ class PennyLaneExecutor(ExecutorBase):
         self.kinds = [measurement_kind(mp) for mp in tape.measurements]
         if self.qnode is not None:  # a user's QNode runs as it is
             return
+        # adjoint differentiates neither var/probs nor observables computed from tensors
+        # (e.g. trainable Hamiltonian coefficients: it returns zero for them)
+        tensor_observables = any(isinstance(p, torch.Tensor) for mp in tape.measurements
+                                 if mp.obs is not None for p in mp.obs.data)
+        adjoint_ok = set(self.kinds) == {"expval"} and not tensor_observables
         if self.diff_method is None:
-            self.diff_method = ("adjoint" if set(self.kinds) == {"expval"}
-                                else "parameter-shift")
-        elif self.diff_method == "adjoint" and set(self.kinds) != {"expval"}:
-            raise UserError(f"diff_method='adjoint' differentiates expval only, the circuit "
-                            f"measures {', '.join(sorted(set(self.kinds)))}; use "
-                            f"diff_method='parameter-shift'")
+            self.diff_method = "adjoint" if adjoint_ok else "parameter-shift"
+        elif self.diff_method == "adjoint" and not adjoint_ok:
+            what = ("observables computed from tensors" if tensor_observables
+                    else ", ".join(sorted(set(self.kinds))))
+            raise UserError(f"diff_method='adjoint' differentiates expval of constant observables "
+                            f"only, the circuit measures {what}; use diff_method='parameter-shift'")
         device = qml.device(self.backend.name, wires=self.n_qubits)
         self.qnode = self._unbroadcast(qml.QNode(self.qfunc, device, interface="torch",
                                                  diff_method=self.diff_method))
