@@ -167,11 +167,11 @@ def support_matrix(names: tuple[str, ...] | None = None) -> dict[str, dict[str, 
     return {label: {name: probe(name, p) for name in names} for label, p in probes().items()}
 
 
-def support_markdown(names: tuple[str, ...] | None = None) -> str:
-    """The support matrix as a Markdown table, plus shots and noise from each backend's
-    declared capabilities."""
-    names = names or backend_names()
-    matrix = support_matrix(names)
+def support_markdown(matrix: dict[str, dict[str, str]] | None = None) -> str:
+    """The support matrix (measured now unless ``matrix`` is given) as a Markdown table,
+    plus shots and noise from each backend's declared capabilities."""
+    matrix = matrix if matrix is not None else support_matrix()
+    names = tuple(next(iter(matrix.values())))
     rows = [f"| feature | {' | '.join(f'`{n}`' for n in names)} |",
             f"| --- |{' --- |' * len(names)}"]
     group = None
