@@ -31,6 +31,11 @@ import tomli_w
 from qepi.errors import UserError
 
 
+CLAUSE_NOUNS = ("dog", "cat", "bird", "horse", "fox", "mouse", "lion", "bear", "wolf", "goat",
+                "duck", "frog")
+CLAUSE_VERBS = ("sees", "chases", "likes", "follows", "bites", "helps", "finds", "watches")
+
+
 class ConfigError(UserError):
     """A configuration problem; the message names the offending key."""
 
@@ -84,9 +89,10 @@ class Model:
 class Data:
     """Dataset choice and generation knobs (all datasets are offline and seeded)."""
 
-    task: str = "motif"  # motif | digits | parity | text
+    task: str = "motif"  # motif | digits | parity | text | clauses | topics
     n_train: int = 256  # training examples (generated tasks)
-    n_dev: int = 64  # dev examples for early stopping (generated tasks)
+    n_dev: int = 64  # dev examples for early stopping (generated tasks); 0 = carve dev_fraction of train
+    dev_fraction: float = 0.2  # share of train held out as dev (stratified by class) when no dev split is given; 0 = no dev
     n_test: int = 128  # held-out test examples (generated tasks)
     seq_len: int = 12  # motif / parity sequence length
     motif_len: int = 4  # motif: binding-site length
@@ -97,6 +103,11 @@ class Data:
     dev: str = ""  # text: optional path of the dev file
     test: str = ""  # text: path of the test file
     max_len: int = 32  # text: sentences are cut or padded to this many tokens
+    lowercase: bool = True  # text: lower-case every word
+    punctuation: str = "split"  # text: split (marks become tokens of their own) | strip (marks dropped) | keep (tokens as written)
+    nouns: list[str] = field(default_factory=lambda: list(CLAUSE_NOUNS))  # clauses: the nouns phrases are made of
+    verbs: list[str] = field(default_factory=lambda: list(CLAUSE_VERBS))  # clauses: the transitive verbs phrases are made of
+    unseen_fraction: float = 0.15  # clauses / topics: share of test examples holding a word never seen in training
 
 
 @dataclass(frozen=True)
@@ -106,13 +117,16 @@ class Train:
     optimizer: str = "adam"  # adam | adamw
     lr: float = 0.02  # peak learning rate
     weight_decay: float = 0.0  # decoupled for adamw, L2 for adam
-    epochs: int = 10  # passes over the training set
+    epochs: int = 0  # passes over the training set; 0 = from the training-set size (at least 10, and enough for min_steps)
+    min_steps: int = 400  # with epochs = 0: the fewest optimisation steps a run plans (small data sets get more epochs)
     batch_size: int = 32  # examples per optimisation step
     max_steps: int = 0  # 0 = no limit beyond epochs
     schedule: str = "cosine"  # constant | cosine | linear
     warmup_steps: int = 0  # linear warm-up steps before the schedule
     grad_clip: float = 1.0  # max gradient norm; 0 = off
-    patience: int = 0  # early stopping on dev accuracy after this many epochs; 0 = off
+    patience: int = 30  # stop after this many epochs without a better dev score (accuracy, ties by loss); 0 = off
+    restore_best: bool = True  # test the weights of the best dev epoch; false = the last epoch's
+    word_dropout: float = 0.0  # text: share of training words replaced by <unk> at each step (teaches unknown words)
     checkpoint_every: int = 0  # steps between checkpoints; 0 = end of each epoch only
     tensorboard: bool = False  # also log to TensorBoard (needs the tensorboard extra)
     diagnostics: bool = False  # log per-layer gradient flow (warns when it vanishes) and entropies
