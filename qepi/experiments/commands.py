@@ -45,7 +45,7 @@ def compare(args: argparse.Namespace) -> int:
     cfg = _config(args)
     out = args.out or default_compare_dir(cfg)
     comparison = run_compare(cfg, args.seeds, out, overwrite=args.overwrite,
-                             progress=not (args.quiet or args.json))
+                             progress=not (args.quiet or args.json), references=args.references)
     if args.json:
         print(to_json(comparison))
     else:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from qepi.errors import UserError
+from qepi.experiments.baselines import reference_markdown, reference_rows, selection_markdown
 from qepi.training import atomic_write_text, read_metrics
 
 COLORS = {"quantum": "tab:blue", "classical": "tab:orange", "no_entanglement": "tab:green"}
@@ -122,11 +123,13 @@ def _num(x: float) -> str:
 
 
 def table_rows(comparison: dict[str, Any]) -> list[list[str]]:
-    """Header and one row per model: accuracy and loss (mean ± 95% CI), params, circuits,
-    shots and wall time (means per run)."""
-    rows = [["model", "test acc", "test loss", "params", "circuits", "shots", "wall s"]]
+    """Header and one row per model: accuracy and loss (mean ± 95% CI), the per-seed range of
+    accuracy, params, circuits, shots and wall time (means per run)."""
+    rows = [["model", "test acc", "per-seed min–max", "test loss", "params", "circuits", "shots", "wall s"]]
     for m in comparison["models"].values():
-        rows.append([m["label"], _pm(m["test_acc"]), _pm(m["test_loss"]), str(m["params"]),
+        per_seed = m["per_seed"]["test_acc"]
+        rows.append([m["label"], _pm(m["test_acc"]), f"{min(per_seed):.3f}–{max(per_seed):.3f}",
+                     _pm(m["test_loss"]), str(m["params"]),
                      f"{m['circuits']:.0f}", f"{m['shots']:.0f}", f"{m['wall_time_s']:.1f}"])
     return rows
 
@@ -141,6 +144,12 @@ def format_table(comparison: dict[str, Any]) -> str:
     out = [f"{comparison['task']}: {n} seed(s), mean ± 95% CI", line(rows[0]),
            "  ".join("-" * w for w in widths)]
     out += [line(r) for r in rows[1:]]
+    references = reference_rows(comparison)
+    if references:
+        out += ["", "classical references (not parameter-matched): test acc, per-seed min–max, "
+                    "quantum minus reference (paired test)"]
+        width = max(len(r[0]) for r in references)
+        out += [f"{r[0].ljust(width)}  {r[1]}  {r[4]}  {r[6]}" for r in references]
     out += [""] + [v.replace("**", "") for v in comparison["verdict"]]
     return "\n".join(out)
 
@@ -170,7 +179,8 @@ def render_compare_report(out: str | Path, comparison: dict[str, Any]) -> Path:
         f"# Comparison: {comparison['task']}",
         "",
         f"Seeds {comparison['seeds']}; every model trained on the same data split per seed with the "
-        f"same budget ({tr['epochs']} epochs, batch {tr['batch_size']}, {tr['optimizer']} lr {tr['lr']}, "
+        f"same budget ({comparison.get('budget') or str(tr['epochs']) + ' epochs'}, batch {tr['batch_size']}, "
+        f"{tr['optimizer']} lr {tr['lr']}, "
         f"{comparison['n_train']} training examples). Quantum layers: embedding={m['embedding']}, "
         f"attention={m['attention']}; {c['n_qubits']} qubits, {c['n_layers']} layer(s) of "
         f"{c['ansatz']} with {c['encoding']} encoding on {b['name']}"
@@ -190,6 +200,8 @@ def render_compare_report(out: str | Path, comparison: dict[str, Any]) -> Path:
         "",
         _md_table(tests),
         "",
+        reference_markdown(comparison),
+        selection_markdown(comparison),
         "## Plots",
         "",
         "![learning curves](learning_curves.png)",
@@ -219,7 +231,10 @@ def render_run_report(run_dir: str | Path) -> Path:
     notes = []
     if s.get("warm_start"):
         notes.append(f"Warm-started from `{s['warm_start']}`.")
-    if s.get("stopped_early"):
+    if s.get("selection"):
+        notes += [f"Dev split: {s['dev'] or 'none'}.", f"Budget: {s['budget']}.",
+                  f"Model selection (on dev, never on test): {s['selection']}."]
+    elif s.get("stopped_early"):
         notes.append("Stopped early on dev accuracy; the weights are those of the best dev epoch.")
     text = "\n".join([f"# Run {s['name']}", "",
                       f"{s['kind']} model on `{s['task']}`, seed {s['seed']}, backend {s['backend']}.",

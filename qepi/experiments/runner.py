@@ -141,6 +141,8 @@ def _finish(run_dir: Path, cfg: Config, model, dataset: Dataset,
         "test_acc": fit["test"]["acc"], "test_loss": fit["test"]["loss"],
         "best_dev_acc": fit["best_dev_acc"], "chance_acc": majority_rate(dataset),
         "steps": fit["steps"], "epochs": fit["epochs"], "stopped_early": fit["stopped_early"],
+        "planned_epochs": fit["planned_epochs"], "best_epoch": fit["best_epoch"],
+        "budget": fit["budget"], "selection": fit["selection"], "dev": dataset.dev_source,
         "circuits": fit["circuits"], "shots": fit["shots"], "wall_time_s": fit["wall_time_s"],
         "qepi_version": __version__, **extra,
     }
