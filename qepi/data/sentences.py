@@ -131,11 +131,14 @@ def load_clauses(data: Data, seed: int = 0) -> Dataset:
                         dev_source=f"generated: data.n_dev = {data.n_dev} phrases" if dev else "")
 
 
-def _topic_sentence(label: int, pool: list[str], rng: np.random.Generator,
-                    must: list[str] = ()) -> Example:
+def _topic_sentence(label: int, pool: list[str], rng: np.random.Generator, first: str,
+                    first_filler: str, must: list[str] = ()) -> Example:
     n_content = int(rng.integers(2, 4))  # 2 or 3 topic words, the held-out one included
-    content = list(must) + [str(w) for w in rng.choice(pool, size=max(1, n_content - len(must)), replace=False)]
-    filler = [str(w) for w in rng.choice(FILLER, size=int(rng.integers(3, 7)), replace=False)]
+    others = [w for w in pool if w != first]
+    content = [*must, first, *(str(w) for w in rng.choice(others, size=max(0, n_content - len(must) - 1),
+                                                          replace=False))]
+    fillers = [w for w in FILLER if w != first_filler]
+    filler = [first_filler, *(str(w) for w in rng.choice(fillers, size=int(rng.integers(2, 6)), replace=False))]
     tokens = [(content + filler)[i] for i in rng.permutation(len(content) + len(filler))]
     if len(tokens) > 5 and rng.random() < 0.5:
         tokens[int(rng.integers(1, len(tokens) - 2))] += ","
@@ -149,11 +152,13 @@ def topic_examples(data: Data, seed: int) -> tuple[list[Example], list[Example],
     classes alternate, so each split is balanced to within one sentence.
 
     Each sentence mixes 2 or 3 words of its topic with 3 to 6 shared filler words in random
-    order. With ``data.unseen_fraction`` > 0, 4 words of each topic appear only in test: that
-    share of the test sentences holds one of them (beside at least one seen topic word).
+    order; the first topic and filler word of each sentence cycle through the word lists, so
+    36 or more training sentences use every word that is not held out. With
+    ``data.unseen_fraction`` > 0, 4 words of each topic appear only in test: that share of the
+    test sentences holds one of them (beside at least one seen topic word).
 
     >>> train, _, test = topic_examples(Data(task="topics", n_train=2, n_dev=0, n_test=2), seed=0)
-    >>> [label for label, _ in train], train[0][1][0][0].isupper(), train[0][1][-1][-1] in ".!"
+    >>> sorted(label for label, _ in train), train[0][1][0][0].isupper(), train[0][1][-1][-1] in ".!"
     ([0, 1], True, True)
     """
     _check_sizes(data, pairs=False)
@@ -165,10 +170,11 @@ def topic_examples(data: Data, seed: int) -> tuple[list[Example], list[Example],
 
     def sentences(n: int, n_novel: int = 0) -> list[Example]:
         out = []
-        for i in range(n):
+        for i in range(n):  # the first topic and filler words cycle, so every word shows up
             label = i % 2
             must = [str(rng.choice(unseen[label]))] if i < n_novel else []
-            out.append(_topic_sentence(label, seen[label], rng, must))
+            first, first_filler = seen[label][(i // 2) % len(seen[label])], FILLER[i % len(FILLER)]
+            out.append(_topic_sentence(label, seen[label], rng, first, first_filler, must))
         return [out[i] for i in rng.permutation(n)]
 
     n_novel = round(data.unseen_fraction * data.n_test)
