@@ -118,6 +118,11 @@ def clause_examples(data: Data, seed: int) -> tuple[list[Example], list[Example]
     return _phrases(train, rng), _phrases(dev, rng), _phrases(test, rng)
 
 
+def _normalised(examples: list[Example], data: Data) -> list[Example]:
+    """``examples`` with their words normalised as text files are (``data.lowercase``, ``data.punctuation``)."""
+    return [(label, words(tokens, data.lowercase, data.punctuation)) for label, tokens in examples]
+
+
 def load_clauses(data: Data, seed: int = 0) -> Dataset:
     """Relative-clause phrases (see :func:`clause_examples`); without generated dev phrases
     (``data.n_dev = 0``) dev is carved from train.
@@ -126,7 +131,7 @@ def load_clauses(data: Data, seed: int = 0) -> Dataset:
     >>> len(ds.train), len(ds.dev), ds.train.x.shape[1], ds.dev_source[:17]
     (16, 4, 4, 'carved from train')
     """
-    train, dev, test = clause_examples(data, seed)
+    train, dev, test = (_normalised(split, data) for split in clause_examples(data, seed))
     return text_dataset("clauses", data, seed, train, dev or None, test,
                         dev_source=f"generated: data.n_dev = {data.n_dev} phrases" if dev else "")
 
@@ -189,8 +194,6 @@ def load_topics(data: Data, seed: int = 0) -> Dataset:
     >>> len(ds.train) + len(ds.dev), len(ds.test), "<unk>" in ds.vocab
     (70, 30, True)
     """
-    normalise = lambda examples: [(label, words(tokens, data.lowercase, data.punctuation))  # noqa: E731
-                                  for label, tokens in examples]
-    train, dev, test = (normalise(split) for split in topic_examples(data, seed))
+    train, dev, test = (_normalised(split, data) for split in topic_examples(data, seed))
     return text_dataset("topics", data, seed, train, dev or None, test,
                         dev_source=f"generated: data.n_dev = {data.n_dev} sentences" if dev else "")

@@ -243,15 +243,21 @@ def reference_verdict(quantum: dict[str, float], references: dict[str, dict[str,
     test = best["vs_quantum"]
     gap = quantum["mean"] - best["test_acc"]["mean"]
     where = "level with it" if abs(gap) < 1e-9 else f"{abs(gap):.3f} {'higher' if gap > 0 else 'lower'}"
-    p = (f"paired t-test p = {test['p']:.3f}, n = {test['n']}" if not math.isnan(test["p"])
-         else f"{test['note']}, n = {test['n']}")
+    p = f"{test['note'] if math.isnan(test['p']) else 'paired t-test ' + _p_value(test)}, n = {test['n']}"
     return (f"Against the strongest classical reference ({best['label']}: "
             f"{best['test_acc']['mean']:.3f}), the quantum model is {where} ({p}).")
 
 
+def _p_value(test: dict[str, Any]) -> str:
+    """``p = 0.123``, ``p < 0.001``, or why there is no test."""
+    if math.isnan(test["p"]):
+        return test["note"]
+    return "p < 0.001" if test["p"] < 0.001 else f"p = {test['p']:.3f}"
+
+
 def _paired_text(test: dict[str, Any]) -> str:
-    p = f"p = {test['p']:.3f}" if not math.isnan(test["p"]) else test["note"]
-    return f"{test['diff']:+.3f} ({p})"
+    diff = round(test["diff"], 9) + 0.0  # no "-0.000" for a difference that is zero up to rounding
+    return f"{diff:+.3f} ({_p_value(test)})"
 
 
 def reference_rows(comparison: dict[str, Any]) -> list[list[str]]:

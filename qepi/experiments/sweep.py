@@ -606,11 +606,12 @@ def render_sweep_report(out: str | Path, agg: dict[str, Any]) -> Path:
         runs = {p["label"]: [out / "runs" / name for name in p["runs"]] for p in finished}
         plot_learning_curves(out / "learning_curves.png", runs, {k: k for k in runs})
     tr, b = agg["config"]["train"], agg["config"]["backend"]
+    budget = (f"{tr['epochs']} epochs" if tr["epochs"]
+              else f"epochs sized from the data (train.epochs = 0, at least {tr['min_steps']} steps)")
     grid = [f"- `{k}`: {', '.join(f'`{_text(v)}`' for v in values)}" for k, values in agg["grid"].items()]
     lines = [
         f"# Sweep: {agg['task']}", "",
-        f"{len(agg['points'])} grid point(s) × seeds {agg['seeds']}; base budget {tr['epochs']} "
-        f"epochs, batch {tr['batch_size']}, {tr['optimizer']} lr {tr['lr']}, backend {b['name']}. "
+        f"{len(agg['points'])} grid point(s) × seeds {agg['seeds']}; base budget {budget}, batch {tr['batch_size']}, {tr['optimizer']} lr {tr['lr']}, backend {b['name']}. "
         f"Base config: `config.toml`; one run directory per trial under `runs/`.", "",
         "## Grid", "", *(grid or ["(no grid keys: the base config over seeds)"]), "",
         "## Results (mean ± 95% CI over seeds, Student t)", "",

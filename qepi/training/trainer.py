@@ -113,9 +113,9 @@ def planned_epochs(train: Any, n_train: int) -> tuple[int, str]:
         return train.epochs, (f"train.epochs = {train.epochs} ({train.epochs * steps_per_epoch} steps "
                               f"of batch {train.batch_size})")
     epochs = max(10, math.ceil(train.min_steps / steps_per_epoch))
-    return epochs, (f"{epochs} epochs of {steps_per_epoch} steps, from the training-set size "
-                    f"(train.epochs = 0: at least 10 epochs and train.min_steps = {train.min_steps} "
-                    f"steps for {n_train} examples at batch {train.batch_size})")
+    return epochs, (f"{epochs} epochs of {steps_per_epoch} steps, sized from the training set by "
+                    f"train.epochs = 0: at least 10 epochs and train.min_steps = {train.min_steps} "
+                    f"steps for {n_train} examples at batch {train.batch_size}")
 
 
 def predict(model: nn.Module, split: Split, batch_size: int = 256) -> torch.Tensor:
