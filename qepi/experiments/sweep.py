@@ -611,7 +611,8 @@ def render_sweep_report(out: str | Path, agg: dict[str, Any]) -> Path:
     grid = [f"- `{k}`: {', '.join(f'`{_text(v)}`' for v in values)}" for k, values in agg["grid"].items()]
     lines = [
         f"# Sweep: {agg['task']}", "",
-        f"{len(agg['points'])} grid point(s) × seeds {agg['seeds']}; base budget {budget}, batch {tr['batch_size']}, {tr['optimizer']} lr {tr['lr']}, backend {b['name']}. "
+        f"{len(agg['points'])} grid point(s) × seeds {agg['seeds']}; base budget {budget}, "
+        f"batch {tr['batch_size']}, {tr['optimizer']} lr {tr['lr']}, backend {b['name']}. "
         f"Base config: `config.toml`; one run directory per trial under `runs/`.", "",
         "## Grid", "", *(grid or ["(no grid keys: the base config over seeds)"]), "",
         "## Results (mean ± 95% CI over seeds, Student t)", "",
