@@ -2,6 +2,7 @@
 properties checked by recounting the generated words, never by reusing the generator."""
 
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -77,8 +78,7 @@ class TestClauses:
     ])
     def test_bad_settings_name_the_key(self, change, key):
         with pytest.raises(UserError, match=key):
-            load_dataset(Data(task="clauses", n_train=74, n_dev=0, n_test=30).__class__(
-                **{**CLAUSES.__dict__, **change}), 0)
+            load_dataset(replace(CLAUSES, **change), 0)
 
 
 class TestTopics:
