@@ -292,7 +292,8 @@ class Trainer:
         """Is a dev result better than the best so far: higher accuracy, or equal with lower loss?"""
         if self.best_dev_acc is None:
             return True
-        return acc > self.best_dev_acc or (acc == self.best_dev_acc and loss < self.best_dev_loss)
+        lower_loss = self.best_dev_loss is None or loss < self.best_dev_loss  # None: an older checkpoint
+        return acc > self.best_dev_acc or (acc == self.best_dev_acc and lower_loss)
 
     def drop_words(self, batch: Split) -> Split:
         """``batch`` with each real token replaced by ``<unk>`` with probability
