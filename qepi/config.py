@@ -103,8 +103,8 @@ class Data:
     dev: str = ""  # text: optional path of the dev file
     test: str = ""  # text: path of the test file
     max_len: int = 32  # text: sentences are cut or padded to this many tokens
-    lowercase: bool = True  # text: lower-case every word
-    punctuation: str = "split"  # text: split (marks become tokens of their own) | strip (marks dropped) | keep (tokens as written)
+    lowercase: bool = True  # text tasks (text, clauses, topics): lower-case every word
+    punctuation: str = "split"  # text tasks: split (marks become tokens of their own) | strip (marks dropped) | keep (tokens as written)
     nouns: list[str] = field(default_factory=lambda: list(CLAUSE_NOUNS))  # clauses: the nouns phrases are made of
     verbs: list[str] = field(default_factory=lambda: list(CLAUSE_VERBS))  # clauses: the transitive verbs phrases are made of
     unseen_fraction: float = 0.15  # clauses / topics: share of test examples holding a word never seen in training
@@ -126,7 +126,7 @@ class Train:
     grad_clip: float = 1.0  # max gradient norm; 0 = off
     patience: int = 30  # stop after this many epochs without a better dev score (accuracy, ties by loss); 0 = off
     restore_best: bool = True  # test the weights of the best dev epoch; false = the last epoch's
-    word_dropout: float = 0.0  # text: share of training words replaced by <unk> at each step (teaches unknown words)
+    word_dropout: float = 0.0  # text tasks: share of training words replaced by `<unk>` at each step (teaches unknown words)
     checkpoint_every: int = 0  # steps between checkpoints; 0 = end of each epoch only
     tensorboard: bool = False  # also log to TensorBoard (needs the tensorboard extra)
     diagnostics: bool = False  # log per-layer gradient flow (warns when it vanishes) and entropies
