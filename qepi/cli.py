@@ -48,7 +48,10 @@ def _add_experiment_commands(sub) -> None:
                     "comparison and write report.md with plots.")
     p.add_argument("config", help="TOML config file")
     _add_overrides(p)
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="number of seeds (default: 10 below 200 training examples, 5 below 2000, else 3)")
+    p.add_argument("--no-references", dest="references", action="store_false",
+                   help="skip the classical references (logistic regression, standard transformer)")
     p.add_argument("--out", help="comparison directory (default: <run.out_dir>/compare-<name>)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier comparison in --out")
     p.add_argument("--json", dest="as_json", action="store_true", help="print the comparison as JSON")

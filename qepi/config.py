@@ -40,6 +40,11 @@ import tomli_w
 from qepi.errors import UserError
 
 
+CLAUSE_NOUNS = ("dog", "cat", "bird", "horse", "fox", "mouse", "lion", "bear", "wolf", "goat",
+                "duck", "frog")
+CLAUSE_VERBS = ("sees", "chases", "likes", "follows", "bites", "helps", "finds", "watches")
+
+
 class ConfigError(UserError):
     """A configuration problem; the message names the offending key."""
 
@@ -80,8 +85,9 @@ AnsatzName = Literal["strongly_entangling", "hardware_efficient", "basic_entangl
 LayerKind = Literal["quantum", "classical"]
 AttentionStyle = Literal["qkv", "gaussian"]
 Pooling = Literal["mean", "first", "last"]
-Task = Literal["motif", "digits", "parity", "text"]  # the loaders of qepi.data.TASKS
+Task = Literal["motif", "digits", "parity", "text", "clauses", "topics"]  # the loaders of qepi.data.TASKS
 Tokens = Literal["rows", "patches"]
+Punctuation = Literal["split", "strip", "keep"]
 Optimizer = Literal["adam", "adamw"]
 Schedule = Literal["constant", "cosine", "linear"]
 RegulationKind = Literal["", "epigenetic", "experts"]
@@ -146,9 +152,10 @@ class Model(_Section):
 class Data(_Section):
     """Dataset choice and generation knobs (all datasets are offline and seeded)."""
 
-    task: Task = "motif"  # motif | digits | parity | text
+    task: Task = "motif"  # motif | digits | parity | text | clauses | topics
     n_train: int = 256  # training examples (generated tasks)
-    n_dev: int = 64  # dev examples for early stopping (generated tasks)
+    n_dev: int = 64  # dev examples for early stopping (generated tasks); 0 = carve dev_fraction of train
+    dev_fraction: Fraction = 0.2  # share of train held out as dev (stratified by class) when no dev split is given; 0 = no dev
     n_test: int = 128  # held-out test examples (generated tasks)
     seq_len: int = 12  # motif / parity sequence length
     motif_len: int = 4  # motif: binding-site length
@@ -159,6 +166,11 @@ class Data(_Section):
     dev: str = ""  # text: optional path of the dev file
     test: str = ""  # text: path of the test file
     max_len: int = 32  # text: sentences are cut or padded to this many tokens
+    lowercase: bool = True  # text tasks (text, clauses, topics): lower-case every word
+    punctuation: Punctuation = "split"  # text tasks: split (marks become tokens of their own) | strip (marks dropped) | keep (tokens as written)
+    nouns: list[str] = field(default_factory=lambda: list(CLAUSE_NOUNS))  # clauses: the nouns phrases are made of
+    verbs: list[str] = field(default_factory=lambda: list(CLAUSE_VERBS))  # clauses: the transitive verbs phrases are made of
+    unseen_fraction: Fraction = 0.15  # clauses / topics: share of test examples holding a word never seen in training
 
 
 @dataclass(frozen=True)
@@ -168,13 +180,16 @@ class Train(_Section):
     optimizer: Optimizer = "adam"  # adam | adamw
     lr: float = 0.02  # peak learning rate
     weight_decay: float = 0.0  # decoupled for adamw, L2 for adam
-    epochs: int = 10  # passes over the training set
+    epochs: int = 0  # passes over the training set; 0 = from the training-set size (at least 10, and enough for min_steps)
+    min_steps: int = 400  # with epochs = 0: the fewest optimisation steps a run plans (small data sets get more epochs)
     batch_size: int = 32  # examples per optimisation step
     max_steps: int = 0  # 0 = no limit beyond epochs
     schedule: Schedule = "cosine"  # constant | cosine | linear
     warmup_steps: int = 0  # linear warm-up steps before the schedule
     grad_clip: float = 1.0  # max gradient norm; 0 = off
-    patience: int = 0  # early stopping on dev accuracy after this many epochs; 0 = off
+    patience: int = 30  # stop after this many epochs without a better dev score (accuracy, ties by loss); 0 = off
+    restore_best: bool = True  # test the weights of the best dev epoch; false = the last epoch's
+    word_dropout: Fraction = 0.0  # text tasks: share of training words replaced by `<unk>` at each step (teaches unknown words)
     checkpoint_every: int = 0  # steps between checkpoints; 0 = end of each epoch only
     tensorboard: bool = False  # also log to TensorBoard (needs the tensorboard extra)
     diagnostics: bool = False  # log per-layer gradient flow (warns when it vanishes) and entropies

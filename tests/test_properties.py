@@ -20,6 +20,7 @@ _LEAVES = {
     float: st.floats(allow_nan=False, allow_infinity=False),
     str: st.text(max_size=20),
     list[int]: st.lists(st.integers(-1000, 1000), max_size=5),
+    list[str]: st.lists(st.text(max_size=10), max_size=5),
 }
 
 

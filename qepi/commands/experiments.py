@@ -40,12 +40,14 @@ def train(*, config: str | None, overrides: list[str], out: str | None, warm_sta
     return 0
 
 
-def compare(*, config: str, overrides: list[str], seeds: int, out: str | None, overwrite: bool,
-            as_json: bool, quiet: bool) -> int:
-    """``qepi compare CONFIG --seeds N [--json]``: prints the table (or JSON) and writes the report."""
+def compare(*, config: str, overrides: list[str], seeds: int | None, out: str | None,
+            overwrite: bool, as_json: bool, quiet: bool, references: bool = True) -> int:
+    """``qepi compare CONFIG [--seeds N] [--json] [--no-references]``: prints the table (or
+    JSON) and writes the report; ``seeds=None`` sizes the seed count to the data."""
     cfg = load_config(config, overrides)
     out = Path(out) if out else default_compare_dir(cfg)
-    comparison = run_compare(cfg, seeds, out, overwrite=overwrite, progress=not (quiet or as_json))
+    comparison = run_compare(cfg, seeds, out, overwrite=overwrite, progress=not (quiet or as_json),
+                             references=references)
     if as_json:
         print(to_json(comparison))
     else:

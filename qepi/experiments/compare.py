@@ -4,7 +4,9 @@ For every seed the three models train on the same data split (the seed fixes the
 with the same budget. A comparison directory holds ``config.toml`` (the base config),
 ``compare.json`` (seeds and run names, written first), one run directory per model and
 seed (``quantum-s0``, ``classical-s0``, ``no_entanglement-s0``, ...), then
-``comparison.json``, ``report.md`` and the plots.
+``comparison.json``, ``report.md`` and the plots. Beside them, strong classical references
+(:mod:`qepi.experiments.baselines`, not parameter-matched) run on the same splits and seeds
+(``lr_bigram-s0``, ``transformer-s0``, ...).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 from qepi.config import Config, load, to_dict, to_toml, update
 from qepi.data import load_dataset
 from qepi.errors import UserError
+from qepi.experiments.baselines import (reference_names, reference_verdict, run_references,
+                                        summarize_references)
 from qepi.experiments.report import render_compare_report
 from qepi.experiments.rundir import COMPARE_MANIFEST, COMPARISON_DIR, CONFIG, fresh_dir, read_summary
 from qepi.experiments.runner import model_kind, run
@@ -55,25 +59,43 @@ def default_compare_dir(cfg: Config) -> Path:
     return Path(cfg.run.out_dir) / f"compare-{cfg.run.name or cfg.data.task}"
 
 
-def compare(cfg: Config, seeds: int = 3, out: str | Path | None = None, *, overwrite: bool = False,
-            progress: bool = True, callbacks=()) -> dict[str, Any]:
-    """Train the three models for seeds ``run.seed, run.seed + 1, ...``; write and return the
-    comparison (see :func:`summarize`)."""
-    if seeds < 1:
+def default_seeds(n_train: int) -> int:
+    """Seeds ``qepi compare`` runs unless told: 10 below 200 training examples (small test
+    sets make single runs noisy), 5 below 2000, else 3.
+
+    >>> default_seeds(59), default_seeds(800), default_seeds(5000)
+    (10, 5, 3)
+    """
+    return 10 if n_train < 200 else 5 if n_train < 2000 else 3
+
+
+def compare(cfg: Config, seeds: int | None = None, out: str | Path | None = None, *,
+            overwrite: bool = False, progress: bool = True, callbacks=(),
+            references: bool = True) -> dict[str, Any]:
+    """Train the three models for seeds ``run.seed, run.seed + 1, ...`` (``seeds`` None: as
+    many as :func:`default_seeds` says for the training-set size) and, with ``references``,
+    the classical references; write and return the comparison (see :func:`summarize`)."""
+    if seeds is not None and seeds < 1:
         raise UserError(f"--seeds: must be >= 1, got {seeds}")
     configs = variant_configs(cfg)
-    load_dataset(cfg.data, cfg.run.seed).check_not_empty()  # bad data fails before writing
+    dataset = load_dataset(cfg.data, cfg.run.seed)
+    dataset.check_not_empty()  # bad data fails before writing
+    seeds = default_seeds(len(dataset.train)) if seeds is None else seeds
     out = Path(out) if out is not None else default_compare_dir(cfg)
     seed_list = [cfg.run.seed + i for i in range(seeds)]
+    names = reference_names(dataset) if references else ()
     with fresh_dir(out, COMPARISON_DIR, overwrite):
         atomic_write_text(out / CONFIG, to_toml(cfg))
-        manifest = {"seeds": seed_list, "runs": {v: [f"{v}-s{s}" for s in seed_list] for v in VARIANTS}}
+        manifest = {"seeds": seed_list, "runs": {v: [f"{v}-s{s}" for s in seed_list] for v in VARIANTS},
+                    "references": {r: [f"{r}-s{s}" for s in seed_list] for r in names}}
         atomic_write_text(out / COMPARE_MANIFEST, json.dumps(manifest, indent=2) + "\n")
         for seed in seed_list:
             for variant in VARIANTS:
                 name = f"{variant}-s{seed}"
                 run(update(configs[variant], run={"seed": seed, "name": name}), out / name,
                     progress=progress, report=False, callbacks=callbacks)
+            if names:
+                run_references(update(cfg, run={"seed": seed}), out)
         comparison = summarize(out)
         render_compare_report(out, comparison)
     return comparison
@@ -148,8 +170,16 @@ def summarize(out: str | Path) -> dict[str, Any]:
              for other in ("classical", "no_entanglement")}
     chance = sum(r["chance_acc"] for r in q) / len(q)
     cfg = load(out / CONFIG)
-    return {
+    comparison = {
         "task": cfg.data.task, "seeds": manifest["seeds"], "config": to_dict(cfg),
         "chance_acc": chance, "n_train": q[0].get("n_train", cfg.data.n_train), "models": models, "tests": tests,
-        "verdict": verdict(models, tests, chance),
+        "verdict": verdict(models, tests, chance), "dev": q[0].get("dev", ""),
+        "budget": q[0].get("budget", ""),
+        "selection": [r.get("selection", "") for r in q],
     }
+    if manifest.get("references"):
+        comparison["references"] = summarize_references(out, manifest["references"],
+                                                        [r["test_acc"] for r in q])
+        comparison["verdict"].append(reference_verdict(models["quantum"]["test_acc"],
+                                                       comparison["references"]))
+    return comparison

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from qepi.experiments.baselines import reference_markdown, reference_rows, selection_markdown
 from qepi.experiments.plots import plot_accuracy_vs_params, plot_grid_accuracy, plot_learning_curves
 from qepi.experiments.rundir import (
     ACCURACY_VS_PARAMS,
@@ -43,7 +44,10 @@ def render_run_report(run_dir: str | Path) -> Path:
     notes = []
     if s.get("warm_start"):
         notes.append(f"Warm-started from `{s['warm_start']}`.")
-    if s.get("stopped_early"):
+    if s.get("selection"):
+        notes += [f"Dev split: {s['dev'] or 'none'}.", f"Budget: {s['budget']}.",
+                  f"Model selection (on dev, never on test): {s['selection']}."]
+    elif s.get("stopped_early"):
         notes.append("Stopped early on dev accuracy; the weights are those of the best dev epoch.")
     text = "\n".join([f"# Run {s['name']}", "",
                       f"{s['kind']} model on `{s['task']}`, seed {s['seed']}, backend {s['backend']}.",
@@ -55,12 +59,15 @@ def render_run_report(run_dir: str | Path) -> Path:
 
 # ---------------------------------------------------------------------- a comparison
 def table_rows(comparison: dict[str, Any]) -> list[list[str]]:
-    """Header and one row per model: accuracy and loss (mean ± 95% CI), params, circuits,
-    shots and wall time (means per run)."""
-    rows = [["model", "test acc", "test loss", "params", "circuits", "shots", "wall s"]]
+    """Header and one row per model: accuracy and loss (mean ± 95% CI), the per-seed range of
+    accuracy, params, circuits, shots and wall time (means per run)."""
+    rows = [["model", "test acc", "per-seed min–max", "test loss", "params", "circuits", "shots",
+             "wall s"]]
     for m in comparison["models"].values():
-        rows.append([m["label"], pm(m["test_acc"]), pm(m["test_loss"]), str(m["params"]),
-                     f"{m['circuits']:.0f}", f"{m['shots']:.0f}", fmt(m["wall_time_s"], 1)])
+        per_seed = m["per_seed"]["test_acc"]
+        rows.append([m["label"], pm(m["test_acc"]), f"{min(per_seed):.3f}–{max(per_seed):.3f}",
+                     pm(m["test_loss"]), str(m["params"]), f"{m['circuits']:.0f}",
+                     f"{m['shots']:.0f}", fmt(m["wall_time_s"], 1)])
     return rows
 
 
@@ -68,6 +75,12 @@ def format_table(comparison: dict[str, Any]) -> str:
     """The comparison as a plain-text table with the verdict below it (for stdout)."""
     n = len(comparison["seeds"])
     out = [f"{comparison['task']}: {n} seed(s), mean ± 95% CI", *text_table(table_rows(comparison))]
+    references = reference_rows(comparison)
+    if references:
+        out += ["", "classical references (not parameter-matched): test acc, per-seed min–max, "
+                    "quantum minus reference (paired test)"]
+        width = max(len(r[0]) for r in references)
+        out += [f"{r[0].ljust(width)}  {r[1]}  {r[4]}  {r[6]}" for r in references]
     out += [""] + [v.replace("**", "") for v in comparison["verdict"]]
     return "\n".join(out)
 
@@ -92,7 +105,8 @@ def render_compare_report(out: str | Path, comparison: dict[str, Any]) -> Path:
         f"# Comparison: {comparison['task']}",
         "",
         f"Seeds {comparison['seeds']}; every model trained on the same data split per seed with the "
-        f"same budget ({tr['epochs']} epochs, batch {tr['batch_size']}, {tr['optimizer']} lr {tr['lr']}, "
+        f"same budget ({comparison.get('budget') or str(tr['epochs']) + ' epochs'}, batch {tr['batch_size']}, "
+        f"{tr['optimizer']} lr {tr['lr']}, "
         f"{comparison['n_train']} training examples). Quantum layers: embedding={m['embedding']}, "
         f"attention={m['attention']}; {c['n_qubits']} qubits, {c['n_layers']} layer(s) of "
         f"{c['ansatz']} with {c['encoding']} encoding on {b['name']}"
@@ -112,6 +126,8 @@ def render_compare_report(out: str | Path, comparison: dict[str, Any]) -> Path:
         "",
         md_table(tests),
         "",
+        reference_markdown(comparison),
+        selection_markdown(comparison),
         "## Plots",
         "",
         f"![learning curves]({LEARNING_CURVES})",
@@ -176,11 +192,13 @@ def render_sweep_report(out: str | Path, agg: dict[str, Any]) -> Path:
         runs = {p["label"]: [out / TRIALS / name for name in p["runs"]] for p in finished}
         plot_learning_curves(out / LEARNING_CURVES, runs, {k: k for k in runs})
     tr, b = agg["config"]["train"], agg["config"]["backend"]
+    budget = (f"{tr['epochs']} epochs" if tr["epochs"]
+              else f"epochs sized from the data (train.epochs = 0, at least {tr['min_steps']} steps)")
     grid = [f"- `{k}`: {', '.join(f'`{value_text(v)}`' for v in values)}" for k, values in agg["grid"].items()]
     lines = [
         f"# Sweep: {agg['task']}", "",
-        f"{len(agg['points'])} grid point(s) × seeds {agg['seeds']}; base budget {tr['epochs']} "
-        f"epochs, batch {tr['batch_size']}, {tr['optimizer']} lr {tr['lr']}, backend {b['name']}. "
+        f"{len(agg['points'])} grid point(s) × seeds {agg['seeds']}; base budget {budget}, "
+        f"batch {tr['batch_size']}, {tr['optimizer']} lr {tr['lr']}, backend {b['name']}. "
         f"Base config: `{CONFIG}`; one run directory per trial under `{TRIALS}/`.", "",
         "## Grid", "", *(grid or ["(no grid keys: the base config over seeds)"]), "",
         "## Results (mean ± 95% CI over seeds, Student t)", "",

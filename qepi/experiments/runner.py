@@ -63,12 +63,6 @@ def default_run_dir(cfg: Config) -> Path:
     return Path(cfg.run.out_dir) / name
 
 
-def majority_rate(dataset: Dataset) -> float:
-    """Test accuracy of always answering the most frequent test class (the chance level)."""
-    y = dataset.test.y
-    return y.bincount().max().item() / len(y)
-
-
 def _warm_start(model: HybridTransformer, source: str | Path) -> str:
     source = Path(source)
     path = source / MODEL if source.is_dir() else source
@@ -94,8 +88,10 @@ def _finish(run_dir: Path, cfg: Config, model, dataset: Dataset,
         "name": run_dir.name, "kind": model_kind(cfg), "task": cfg.data.task, "seed": cfg.run.seed,
         "backend": cfg.backend.name, "params": count_parameters(model), "n_train": len(dataset.train),
         "test_acc": fit["test"]["acc"], "test_loss": fit["test"]["loss"],
-        "best_dev_acc": fit["best_dev_acc"], "chance_acc": majority_rate(dataset),
+        "best_dev_acc": fit["best_dev_acc"], "chance_acc": dataset.majority_rate(),
         "steps": fit["steps"], "epochs": fit["epochs"], "stopped_early": fit["stopped_early"],
+        "planned_epochs": fit["planned_epochs"], "best_epoch": fit["best_epoch"],
+        "budget": fit["budget"], "selection": fit["selection"], "dev": dataset.dev_source,
         "circuits": fit["circuits"], "shots": fit["shots"], "wall_time_s": fit["wall_time_s"],
         "qepi_version": __version__, **extra,
     }

@@ -171,6 +171,16 @@ def _check(base: Config, grid: dict[str, list[Any]], scheduler: str, samples: in
     check_points(plan_trials(base, grid, 1), need_dev=True)
 
 
+def _max_epochs(base: Config, grid: dict[str, list[Any]]) -> int:
+    """The most epochs any grid point plans (``train.epochs = 0`` sizes it from the data)."""
+    from qepi.data import load_dataset
+    from qepi.experiments.sweep import plan_trials
+    from qepi.training.trainer import planned_epochs
+
+    return max(planned_epochs(t.cfg.train, len(load_dataset(t.cfg.data, t.seed).train))[0]
+               for t in plan_trials(base, grid, 1))
+
+
 def _scheduler(kind: str, grid: dict[str, list[Any]], samples: int, epochs: int):
     from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
 
@@ -200,7 +210,7 @@ def search(cfg: Config, grid: dict[str, list[Any]], scheduler: str = "asha", sam
     import_ray()
     from ray import tune
 
-    epochs = max(grid.get("train.epochs", [cfg.train.epochs]))
+    epochs = _max_epochs(cfg, grid)
     with ray_session(address) as ray:
         trainable = tune.with_resources(
             tune.with_parameters(_trainable, base=to_dict(cfg), out=str(out), callbacks=list(callbacks)),

@@ -1,5 +1,11 @@
 """A plain training loop: Adam/AdamW, a warmup + cosine/linear schedule, gradient clipping,
-early stopping on dev, metrics per step, atomic checkpoints, and exact resumption.
+a budget sized to the data, early stopping on dev with the best dev epoch's weights restored,
+word dropout to ``<unk>``, metrics per step, atomic checkpoints, and exact resumption.
+
+Model selection looks at dev only, never at test: an epoch is better when its dev accuracy
+is higher, or equal with a lower dev loss (small dev sets tie often). ``fit``'s summary says
+in words how the budget was set (``budget``) and which epoch was tested and why
+(``selection``).
 
 Callbacks plug extra behaviour (for example gradient-flow logging) into the loop without
 editing it. A callback is any object with some of these methods; missing ones are skipped:
@@ -20,11 +26,11 @@ Example:
     >>> cfg = update(Config(), model={"embedding": "classical", "attention": "classical"},
     ...              data={"task": "parity", "seq_len": 4, "n_train": 16, "n_dev": 0, "n_test": 8},
     ...              train={"epochs": 1, "batch_size": 8})
-    >>> ds = load_dataset(cfg.data)
+    >>> ds = load_dataset(cfg.data)  # n_dev = 0: 20% of train is carved off as dev
     >>> trainer = Trainer(HybridTransformer(cfg, ds.spec), cfg, ds, progress=False)
     >>> summary = trainer.fit()
-    >>> summary["steps"], sorted(summary["test"])
-    (2, ['acc', 'loss'])
+    >>> summary["steps"], sorted(summary["test"]), summary["best_epoch"]
+    (2, ['acc', 'loss'], 1)
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qepi.config import Config
-from qepi.data import Dataset, Split, batch_order
+from qepi.data import UNK, Dataset, Split, batch_order
 from qepi.errors import UserError
 from qepi.training.checkpoint import model_record, rng_state, save_checkpoint, set_rng_state
 from qepi.training.metrics import MetricsLog, summary_writer_class
@@ -90,6 +96,28 @@ def lr_factor(step: int, total: int, schedule: str, warmup: int) -> float:
     return 1.0 - progress
 
 
+def planned_epochs(train: Any, n_train: int) -> tuple[int, str]:
+    """The epochs a run plans for ``n_train`` examples, and why, in words.
+
+    ``train.epochs`` > 0 is taken as given; 0 picks at least 10 epochs and enough for
+    ``train.min_steps`` optimisation steps, so small training sets get more passes.
+
+    >>> from qepi.config import Train
+    >>> planned_epochs(Train(epochs=0, min_steps=300, batch_size=16), 59)[0]  # 4 steps an epoch
+    75
+    >>> planned_epochs(Train(epochs=15, batch_size=16), 59)
+    (15, 'train.epochs = 15 (60 steps of batch 16)')
+    """
+    steps_per_epoch = math.ceil(n_train / train.batch_size)
+    if train.epochs > 0:
+        return train.epochs, (f"train.epochs = {train.epochs} ({train.epochs * steps_per_epoch} steps "
+                              f"of batch {train.batch_size})")
+    epochs = max(10, math.ceil(train.min_steps / steps_per_epoch))
+    return epochs, (f"{epochs} epochs of {steps_per_epoch} steps, sized from the training set by "
+                    f"train.epochs = 0: at least 10 epochs and train.min_steps = {train.min_steps} "
+                    f"steps for {n_train} examples at batch {train.batch_size}")
+
+
 def predict(model: nn.Module, split: Split, batch_size: int = 256) -> torch.Tensor:
     """Logits (N, n_classes) of ``model`` on ``split``, in eval mode, without gradients."""
     was_training = model.training
@@ -126,13 +154,22 @@ class Trainer:
             raise UserError(f"train.schedule: unknown schedule {t.schedule!r} (known: {', '.join(SCHEDULES)})")
         if t.threads < 0:
             raise UserError(f"train.threads: must be >= 0, got {t.threads}")
-        for key in ("epochs", "batch_size"):
-            if getattr(t, key) < 1:
-                raise UserError(f"train.{key}: must be >= 1, got {getattr(t, key)}")
+        if t.batch_size < 1:
+            raise UserError(f"train.batch_size: must be >= 1, got {t.batch_size}")
+        for key in ("epochs", "min_steps", "patience"):
+            if getattr(t, key) < 0:
+                raise UserError(f"train.{key}: must be >= 0, got {getattr(t, key)}")
+        if not 0.0 <= t.word_dropout < 1.0:
+            raise UserError(f"train.word_dropout: must be >= 0 and < 1, got {t.word_dropout}")
+        if t.word_dropout > 0 and UNK not in dataset.vocab:
+            raise UserError(f"train.word_dropout: the {dataset.task} task has no {UNK} token to drop "
+                            f"words to (text tasks have one); set it to 0")
         dataset.check_not_empty()
-        if t.patience > 0 and (dataset.dev is None or len(dataset.dev) == 0):
-            raise UserError("train.patience: early stopping needs a dev split "
-                            "(data.n_dev > 0, or data.dev for text)")
+        if (t.patience > 0 or t.restore_best) and (dataset.dev is None or len(dataset.dev) == 0):
+            why = f" ({dataset.dev_source})" if dataset.dev_source else ""
+            raise UserError(f"train.patience / train.restore_best select on dev, but there is no dev "
+                            f"split{why}: give data.dev, data.n_dev or data.dev_fraction > 0, or set "
+                            f"train.patience = 0 and train.restore_best = false")
         if t.tensorboard:
             summary_writer_class()  # fail before training if TensorBoard is missing
         self.model, self.cfg, self.dataset = model, cfg, dataset
@@ -142,14 +179,19 @@ class Trainer:
         self.seed = cfg.run.seed
         self.optimizer = make_optimizer(model, cfg)
         self.steps_per_epoch = math.ceil(len(dataset.train) / t.batch_size)
-        self.total_steps = t.epochs * self.steps_per_epoch
+        self.epochs, self.budget = planned_epochs(t, len(dataset.train))
+        self.total_steps = self.epochs * self.steps_per_epoch
         if t.max_steps > 0:
             self.total_steps = min(self.total_steps, t.max_steps)
+            if t.max_steps < self.epochs * self.steps_per_epoch:
+                self.budget += f", cut to train.max_steps = {t.max_steps} steps"
         self.scheduler = self._make_scheduler()
         self.step = 0  # optimizer steps taken
         self.epoch = 0  # epochs finished
         self.batch_in_epoch = 0  # batches of the current epoch already taken
         self.best_dev_acc: float | None = None
+        self.best_dev_loss: float | None = None
+        self.best_epoch: int | None = None  # 1-based epoch of the best dev score
         self.best_state: dict[str, torch.Tensor] | None = None
         self.bad_epochs = 0
         self.stopped_early = False
@@ -197,6 +239,7 @@ class Trainer:
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "epoch_sums": [self._epoch_loss, self._epoch_correct, self._epoch_seen],
             "best_dev_acc": self.best_dev_acc, "best_state": self.best_state,
+            "best_dev_loss": self.best_dev_loss, "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs, "stopped_early": self.stopped_early,
             "counts": self.execution_counts(), "elapsed": self.elapsed(),
             "metrics_lines": None if self.log is None else self.log.lines,
@@ -213,6 +256,7 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self._epoch_loss, self._epoch_correct, self._epoch_seen = state["epoch_sums"]
         self.best_dev_acc, self.best_state = state["best_dev_acc"], state["best_state"]
+        self.best_dev_loss, self.best_epoch = state.get("best_dev_loss"), state.get("best_epoch")
         self.bad_epochs, self.stopped_early = state["bad_epochs"], state["stopped_early"]
         self.counts_offset = dict(state["counts"])
         self.elapsed_offset = state["elapsed"]
@@ -262,6 +306,44 @@ class Trainer:
                 "acc": correct / len(batch), "lr": lr, "grad_norm": grad_norm.item(),
                 **self.execution_counts(), "time": round(self.elapsed(), 4)}
 
+    def _better(self, acc: float, loss: float) -> bool:
+        """Is a dev result better than the best so far: higher accuracy, or equal with lower loss?"""
+        if self.best_dev_acc is None:
+            return True
+        lower_loss = self.best_dev_loss is None or loss < self.best_dev_loss  # None: an older checkpoint
+        return acc > self.best_dev_acc or (acc == self.best_dev_acc and lower_loss)
+
+    def drop_words(self, batch: Split) -> Split:
+        """``batch`` with each real token replaced by ``<unk>`` with probability
+        ``train.word_dropout``, drawn from a generator fixed by (seed, step), so a resumed run
+        drops the same words."""
+        rate = self.cfg.train.word_dropout
+        if rate == 0:
+            return batch
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step)
+        drop = torch.rand(batch.x.shape, generator=generator) < rate  # (B, T)
+        if batch.mask is not None:
+            drop &= batch.mask
+        unk = self.dataset.vocab.index(UNK)
+        return Split(batch.x.masked_fill(drop, unk), batch.y, batch.mask)
+
+    def selection(self) -> str:
+        """Which weights the test sees and why, in words (for the summary and reports)."""
+        t = self.cfg.train
+        if self.best_epoch is None:
+            return f"no dev split: trained {self.epoch} epochs and tested the last weights"
+        best = (f"best dev acc {self.best_dev_acc:.3f} (loss {self.best_dev_loss:.3f}) at epoch "
+                f"{self.best_epoch} of {self.epochs}")
+        if self.stopped_early:
+            ran = f"stopped after {t.patience} epochs without improvement (epoch {self.epoch})"
+        elif self.epoch < self.epochs:
+            ran = f"stopped at epoch {self.epoch} by train.max_steps = {t.max_steps}"
+        else:
+            ran = f"trained all {self.epoch} epochs"
+        tested = (f"tested the epoch-{self.best_epoch} weights" if t.restore_best
+                  else "tested the last epoch's weights (train.restore_best = false)")
+        return f"{best}; {ran}; {tested}"
+
     def _end_epoch(self) -> dict[str, Any]:
         seen = max(self._epoch_seen, 1)
         metrics = {"train_loss": self._epoch_loss / seen, "train_acc": self._epoch_correct / seen}
@@ -270,9 +352,10 @@ class Trainer:
             result = evaluate(self.model, dev)
             metrics.update(dev_loss=result["loss"], dev_acc=result["acc"])
             self._log({"kind": "eval", "split": "dev", "step": self.step, "epoch": self.epoch, **result})
-            if self.best_dev_acc is None or result["acc"] > self.best_dev_acc:
-                self.best_dev_acc, self.bad_epochs = result["acc"], 0
-                if self.cfg.train.patience > 0:
+            if self._better(result["acc"], result["loss"]):
+                self.best_dev_acc, self.best_dev_loss, self.bad_epochs = result["acc"], result["loss"], 0
+                self.best_epoch = self.epoch + 1
+                if self.cfg.train.restore_best:
                     self.best_state = copy.deepcopy(self.model.state_dict())
             else:
                 self.bad_epochs += 1
@@ -288,9 +371,10 @@ class Trainer:
         """Train until the epochs, ``max_steps`` or early stopping end it; evaluate on test.
 
         Sets torch's CPU thread count to ``train.threads`` (when > 0) first.
-        Returns a summary: steps, epochs, stopped_early, best_dev_acc, train/dev/test
-        metrics, circuits, shots and wall_time_s. With ``train.patience > 0`` the final
-        weights are those of the best dev epoch.
+        Returns a summary: steps, epochs, planned_epochs, budget, stopped_early,
+        best_dev_acc, best_epoch, selection, train/dev/test metrics, circuits, shots and
+        wall_time_s. With ``train.restore_best`` the final weights are those of the best dev
+        epoch.
         """
         from tqdm import tqdm  # the text bar: works in terminals and notebooks alike
 
@@ -308,12 +392,12 @@ class Trainer:
                    desc=self.cfg.run.name or self.dataset.task, unit="step", leave=False)
         epoch_metrics: dict[str, Any] = {}
         try:
-            while self.epoch < t.epochs and not self.stopped_early and self.step < self.total_steps:
+            while self.epoch < self.epochs and not self.stopped_early and self.step < self.total_steps:
                 order = batch_order(len(train), self.seed, self.epoch)
                 for b in range(self.batch_in_epoch, self.steps_per_epoch):
                     if self.step >= self.total_steps:
                         break
-                    batch = train.take(order[b * t.batch_size:(b + 1) * t.batch_size])
+                    batch = self.drop_words(train.take(order[b * t.batch_size:(b + 1) * t.batch_size]))
                     metrics = self.train_step(batch)
                     self.batch_in_epoch = b + 1
                     self._emit("on_step", self.step, metrics)
@@ -335,8 +419,10 @@ class Trainer:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         summary = {
-            "steps": self.step, "epochs": self.epoch, "stopped_early": self.stopped_early,
-            "best_dev_acc": self.best_dev_acc, "last_epoch": epoch_metrics,
+            "steps": self.step, "epochs": self.epoch, "planned_epochs": self.epochs,
+            "budget": self.budget, "stopped_early": self.stopped_early,
+            "best_dev_acc": self.best_dev_acc, "best_epoch": self.best_epoch,
+            "selection": self.selection(), "last_epoch": epoch_metrics,
             "test": evaluate(self.model, self.dataset.test),
         }
         self._log({"kind": "eval", "split": "test", "step": self.step, "epoch": self.epoch,

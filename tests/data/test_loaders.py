@@ -59,7 +59,7 @@ def test_parity_labels_are_bit_sums_mod_2():
 
 class TestDigits:
     def test_rows_are_the_images(self):
-        ds = load_dataset(Data(task="digits", classes=[7, 1], n_train=30, n_dev=0, n_test=10), 0)
+        ds = load_dataset(Data(task="digits", classes=[7, 1], n_train=30, n_dev=0, dev_fraction=0.0, n_test=10), 0)
         bunch = sklearn_digits()
         assert ds.train.x.shape == (30, 8, 8) and ds.spec.n_features == 8 and ds.spec.n_classes == 2
         for image, label in zip(ds.train.x[:5], ds.train.y[:5]):
@@ -67,8 +67,8 @@ class TestDigits:
             assert [7, 1][label] in bunch.target[matches]  # classes relabelled in the given order
 
     def test_patches_are_quadrants_in_reading_order(self):
-        rows = load_dataset(Data(task="digits", tokens="rows", n_train=4, n_dev=0, n_test=2), 0)
-        patches = load_dataset(Data(task="digits", tokens="patches", n_train=4, n_dev=0, n_test=2), 0)
+        rows = load_dataset(Data(task="digits", tokens="rows", n_train=4, n_dev=0, dev_fraction=0.0, n_test=2), 0)
+        patches = load_dataset(Data(task="digits", tokens="patches", n_train=4, n_dev=0, dev_fraction=0.0, n_test=2), 0)
         image = rows.train.x[0]
         expected = [image[r:r + 4, c:c + 4].reshape(16) for r in (0, 4) for c in (0, 4)]
         assert torch.equal(patches.train.x[0], torch.stack(expected))

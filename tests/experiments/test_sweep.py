@@ -319,7 +319,7 @@ class TestTuneSmoke:
     def test_a_search_needs_a_dev_split_and_one_seed(self, tmp_path, capsys):
         from qepi.experiments.tune import search
 
-        no_dev = update(TINY, data={"n_dev": 0})
+        no_dev = update(TINY, data={"n_dev": 0, "dev_fraction": 0.0})
         with pytest.raises(UserError, match="data.n_dev: a Tune search selects on dev accuracy"):
             search(no_dev, parse_grid(["train.lr=0.1,0.2"], no_dev), "asha", samples=2, out=tmp_path)
         (tmp_path / "c.toml").write_text(to_toml(TINY))

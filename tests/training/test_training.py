@@ -172,11 +172,12 @@ class TestLoop:
 
         class Snapshot:
             def on_epoch_end(self, trainer, epoch, metrics):
-                kept[epoch] = (metrics["dev_acc"], {k: v.clone() for k, v in trainer.model.state_dict().items()})
+                kept[epoch] = (metrics["dev_acc"], {k: v.clone() for k, v in trainer.model.state_dict().items()},
+                               metrics["dev_loss"])
 
         summary = Trainer(model, cfg, ds, callbacks=[Snapshot()], progress=False).fit()
         assert summary["stopped_early"] and summary["epochs"] < 50
-        best_epoch = max(kept, key=lambda e: (kept[e][0], -e))
+        best_epoch = max(kept, key=lambda e: (kept[e][0], -kept[e][2], -e))  # accuracy, ties by loss
         assert summary["best_dev_acc"] == kept[best_epoch][0]
         for name, value in model.state_dict().items():
             assert torch.equal(value, kept[best_epoch][1][name]), name
