@@ -730,7 +730,7 @@ def check_backend(backend: Backend) -> None:
     """Raise UserError naming the first unusable ``backend`` value for :class:`ExactExecutor`
     (shots and noise are simulated by :class:`qepi.backends.noisy.NoisyExactExecutor`,
     which ``backend.name='exact'`` builds for them)."""
-    for key in ("shots", "noise"):
+    for key in ("shots", "noise", "depolarizing_1q", "depolarizing_2q", "readout_error"):
         if getattr(backend, key):
             raise UserError(
                 f"backend.{key}={getattr(backend, key)!r}: ExactExecutor computes exact noiseless "
@@ -1126,9 +1126,15 @@ def state_bytes(n_qubits: int, backend: Backend) -> int:
     return (8 if backend.dtype == "float32" else 16) * 2**n_qubits
 
 
+def _sampled_or_noisy(backend: Backend) -> bool:
+    """Whether ``backend`` asks for shots or any noise setting (NoisyExactExecutor's job)."""
+    return bool(backend.shots or backend.noise or backend.depolarizing_1q
+                or backend.depolarizing_2q or backend.readout_error)
+
+
 def _build(qfunc, n_qubits: int, backend: Backend, seed: int = 0):
     """The compiled simulator, or with shots or noise the parameter-shift engine on torch."""
-    if backend.shots or backend.noise:
+    if _sampled_or_noisy(backend):
         from qepi.backends.noisy import NoisyExactExecutor
 
         return NoisyExactExecutor(qfunc, n_qubits, backend, seed=seed)
@@ -1136,7 +1142,7 @@ def _build(qfunc, n_qubits: int, backend: Backend, seed: int = 0):
 
 
 def _validate(backend: Backend) -> None:
-    if backend.shots or backend.noise:
+    if _sampled_or_noisy(backend):
         from qepi.backends.noisy import validate as validate_noisy
 
         validate_noisy(backend)
