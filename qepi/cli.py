@@ -89,7 +89,7 @@ def _add_config_commands(sub) -> None:
 
 def _add_bench_commands(sub) -> None:
     benches = sub.add_parser("bench", help="side-by-side performance measurements").add_subparsers(
-        dest="bench", required=True, metavar="{exact,aer}")
+        dest="bench", required=True, metavar="{exact,aer,noisy}")
 
     p = benches.add_parser("exact", help="training-step time on exact simulators vs the classical twin")
     p.add_argument("--qubits", type=int, nargs="+", default=[4], help="qubit counts to measure")
@@ -120,6 +120,16 @@ def _add_bench_commands(sub) -> None:
                         "ratios, e.g. --expression 1.0 0.2 (silenced gates are not shifted)")
     p.add_argument("--json", dest="as_json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=bench.aer)
+
+    p = benches.add_parser("noisy", help="parameter-shift step with shots (and noise) on aer vs exact")
+    p.add_argument("--qubits", type=int, nargs="+", default=[4, 6])
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--tokens", type=int, default=16, help="circuit inputs (rows) per step")
+    p.add_argument("--shots", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=2, help="timed repeats (the best counts)")
+    p.add_argument("--threads", type=int, default=1, help="Aer threads (torch uses 1)")
+    p.add_argument("--json", dest="as_json", action="store_true", help="print one JSON object per row")
+    p.set_defaults(handler=bench.noisy)
 
 
 def _add_sweep_commands(sub) -> None:

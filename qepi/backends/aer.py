@@ -400,18 +400,23 @@ class AerExecutor(ExecutorBase):
     evaluated (shifted ones included) and the shots spent. ``path`` picks Aer's call
     (:data:`qepi.compat.aer.PATHS`: ``"auto"`` takes the private fast path where the
     installed qiskit-aer is a tested version); ``self.path`` is the one chosen.
+    ``simulator(templates, params, noise_model)``, when given, replaces Aer: it returns an
+    object with ``probabilities(values)`` as :class:`qepi.compat.aer.TemplateRunner` has
+    (the ``exact`` backend's shots and noise use :class:`qepi.backends.torchsim.TorchTemplateRunner`).
     """
 
     capabilities = Capabilities(measurements=frozenset({"expval", "var", "probs"}), shots=True,
                                 noise=True, shift_mask=True, trace=True)
 
     def __init__(self, qfunc: Callable, n_qubits: int, backend: Backend, seed: int = 0,
-                 path: str = "auto"):
+                 path: str = "auto", simulator: Callable | None = None):
         from qepi.compat.aer import resolve_path
 
         check_backend(backend)
         self.qfunc, self.n_qubits, self.backend, self.seed = qfunc, n_qubits, backend, seed
         self.path = resolve_path(path)  # the Aer call used: "private" or "public"
+        # simulator(templates, params, noise_model) -> a runner like TemplateRunner (None: Aer)
+        self.simulator = simulator
         self.stats = ExecutionStats()
         self.shift_mask = None  # None or a bool tensor broadcastable to (N, K, P)
         self.sampler = ShotSampler(backend.shots, seed) if backend.shots else None
@@ -520,6 +525,8 @@ class AerExecutor(ExecutorBase):
     def _runner(self, circuits: list, params: list):
         from qepi.compat.aer import TemplateRunner
 
+        if self.simulator is not None:
+            return self.simulator(circuits, params, self._noise_model)
         return TemplateRunner(circuits, params, self._options, self._noise_model,
                               copies=self._copies, path=self.path)
 

@@ -727,11 +727,15 @@ class _Values(dict):
 
 
 def check_backend(backend: Backend) -> None:
-    """Raise UserError naming the first unusable ``backend`` value for the exact backend."""
-    if backend.shots:
-        raise UserError(
-            f"backend.shots={backend.shots}: the exact backend computes exact expectation "
-            f"values; use backend.name='aer' for shot-based estimates")
+    """Raise UserError naming the first unusable ``backend`` value for :class:`ExactExecutor`
+    (shots and noise are simulated by :class:`qepi.backends.noisy.NoisyExactExecutor`,
+    which ``backend.name='exact'`` builds for them)."""
+    for key in ("shots", "noise", "depolarizing_1q", "depolarizing_2q", "readout_error"):
+        if getattr(backend, key):
+            raise UserError(
+                f"backend.{key}={getattr(backend, key)!r}: ExactExecutor computes exact noiseless "
+                f"values; build the exact backend with make_executor (NoisyExactExecutor) for "
+                f"shots and noise")
     if backend.dtype not in ("float64", "float32"):
         raise UserError(f"backend.dtype: expected float64 or float32, got {backend.dtype!r}")
     requested = getattr(backend, "strategy", "auto")
@@ -1113,15 +1117,45 @@ def _as_gate(matrix: torch.Tensor) -> torch.Tensor:
 
 
 def state_bytes(n_qubits: int, backend: Backend) -> int:
-    """A statevector of 2ⁿ complex amplitudes in ``backend.dtype``."""
+    """A statevector of 2ⁿ complex amplitudes in ``backend.dtype`` (a 4ⁿ density matrix
+    when gates are noisy)."""
+    if backend.noise:
+        from qepi.backends.aer import state_bytes as noisy_state_bytes
+
+        return noisy_state_bytes(n_qubits, backend)
     return (8 if backend.dtype == "float32" else 16) * 2**n_qubits
+
+
+def _sampled_or_noisy(backend: Backend) -> bool:
+    """Whether ``backend`` asks for shots or any noise setting (NoisyExactExecutor's job)."""
+    return bool(backend.shots or backend.noise or backend.depolarizing_1q
+                or backend.depolarizing_2q or backend.readout_error)
+
+
+def _build(qfunc, n_qubits: int, backend: Backend, seed: int = 0):
+    """The compiled simulator, or with shots or noise the parameter-shift engine on torch."""
+    if _sampled_or_noisy(backend):
+        from qepi.backends.noisy import NoisyExactExecutor
+
+        return NoisyExactExecutor(qfunc, n_qubits, backend, seed=seed)
+    return ExactExecutor(qfunc, n_qubits, backend)
+
+
+def _validate(backend: Backend) -> None:
+    if _sampled_or_noisy(backend):
+        from qepi.backends.noisy import validate as validate_noisy
+
+        validate_noisy(backend)
+    else:
+        check_backend(backend)
 
 
 register_backend(BackendEntry(
     "exact",
-    build=lambda qfunc, n_qubits, backend, seed=0: ExactExecutor(qfunc, n_qubits, backend),
-    validate=check_backend,
+    build=_build,
+    validate=_validate,
     state_bytes=state_bytes,
-    summary="qepi's compiled torch statevector simulator: fastest for small circuits",
+    summary="qepi's compiled torch statevector simulator: fastest for small circuits; "
+            "shots and noise by parameter shift on a batched torch density matrix",
     capabilities=ExactExecutor.capabilities,
 ))

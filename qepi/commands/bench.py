@@ -1,4 +1,4 @@
-"""Handlers of ``qepi bench exact`` and ``qepi bench aer``.
+"""Handlers of ``qepi bench exact``, ``qepi bench aer`` and ``qepi bench noisy``.
 
 The benchmarks' own entry points (:func:`qepi.bench.exact.main`, :func:`qepi.bench.aer.main`)
 read their options as attributes of one object; the handlers hand them exactly the options
@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 from qepi.bench import aer as aer_bench
 from qepi.bench import exact as exact_bench
+from qepi.bench import noisy as noisy_bench
 
 
 def exact(*, qubits: list[int], batch: int, tokens: int, repeats: int, layers: int, loop_batch: int,
@@ -27,3 +28,12 @@ def aer(*, qubits: int, layers: int, tokens: int, shots: int, repeats: int, penn
     return aer_bench.main(SimpleNamespace(
         qubits=qubits, layers=layers, tokens=tokens, shots=shots, repeats=repeats,
         pennylane_tokens=pennylane_tokens, expression=expression, json=as_json))
+
+
+def noisy(*, qubits: list[int], layers: int, tokens: int, shots: int, repeats: int, threads: int,
+          as_json: bool) -> int:
+    """``qepi bench noisy``: a shot-based parameter-shift step on aer vs exact, with and
+    without depolarizing noise."""
+    return noisy_bench.main(SimpleNamespace(
+        qubits=qubits, layers=layers, tokens=tokens, shots=shots, repeats=repeats,
+        threads=threads, json=as_json))
