@@ -55,6 +55,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -1157,5 +1158,5 @@ register_backend(BackendEntry(
     state_bytes=state_bytes,
     summary="qepi's compiled torch statevector simulator: fastest for small circuits; "
             "shots and noise by parameter shift on a batched torch density matrix",
-    capabilities=ExactExecutor.capabilities,
+    capabilities=dataclasses.replace(ExactExecutor.capabilities, shots=True, noise=True),
 ))

@@ -158,7 +158,7 @@ def shots_qnode(shots):
     return qml.set_shots(qnode_for(RETURNS["expval_list"]), shots)
 
 
-@pytest.mark.parametrize("backend", ["default.qubit", "aer", None])
+@pytest.mark.parametrize("backend", ["default.qubit", "aer", "exact", None])
 def test_qnode_shots_are_sampled(backend):
     """Outputs are frequencies of 50 shots: ⟨Z⟩ = 2 n₀/50 - 1 with n₀ a whole count."""
     layer = QuantumLayer(shots_qnode(50), SHAPES, backend=backend)
@@ -168,7 +168,7 @@ def test_qnode_shots_are_sampled(backend):
     assert shots % 50 == 0 and shots >= 8 * 50
 
 
-@pytest.mark.parametrize("backend", ["default.qubit", "aer"])
+@pytest.mark.parametrize("backend", ["default.qubit", "aer", "exact"])
 def test_a_shot_vector_gives_one_estimate_per_entry(backend):
     layer = QuantumLayer(shots_qnode([20, 30]), SHAPES, backend=backend)
     out = layer(torch.rand(5, 2, dtype=torch.float64))
@@ -177,7 +177,7 @@ def test_a_shot_vector_gives_one_estimate_per_entry(backend):
     torch.testing.assert_close((out[1] + 1) * 15, ((out[1] + 1) * 15).round(), atol=1e-9, rtol=0)
 
 
-@pytest.mark.parametrize("backend", ["lightning.qubit", "exact"])
+@pytest.mark.parametrize("backend", ["lightning.qubit"])
 def test_qnode_shots_are_refused_where_values_are_exact(backend):
     with pytest.raises(UserError, match=r"QNode shots=\[50\]: .* pass backend=Backend\(name='aer'\)"):
         QuantumLayer(shots_qnode(50), SHAPES, backend=backend)
@@ -193,7 +193,11 @@ def test_qnode_settings_without_a_backend(monkeypatch):
     assert QuantumLayer(shift, SHAPES).executor.diff_method == "parameter-shift"  # honoured
     monkeypatch.setenv(ENV_BACKEND, "exact")
     assert QuantumLayer(qnode_for(RETURNS["expval"]), SHAPES).backend.name == "exact"
-    with pytest.warns(UserWarning, match="QEPI_BACKEND=exact not applied: QNode shots"):
+    layer = QuantumLayer(shots_qnode(50), SHAPES)  # exact samples the QNode's shots itself
+    layer(torch.rand(4, 2, dtype=torch.float64))
+    assert layer.backend.name == "exact" and layer.execution_stats().shots >= 4 * 50
+    monkeypatch.setenv(ENV_BACKEND, "lightning.qubit")
+    with pytest.warns(UserWarning, match="QEPI_BACKEND=lightning.qubit not applied: QNode shots"):
         layer = QuantumLayer(shots_qnode(50), SHAPES)
     assert layer.executor.shots == 50  # sampled on the QNode's own device
 
