@@ -7,15 +7,6 @@ from pathlib import Path
 
 from qepi.commands.common import load_config
 from qepi.errors import UserError
-from qepi.experiments.compare import compare as run_compare
-from qepi.experiments.compare import default_compare_dir, summarize
-from qepi.experiments.marks import default_marks_dir, format_report, marks_experiment
-from qepi.experiments.report import format_table, render_compare_report, render_run_report, render_sweep_report
-from qepi.experiments.rundir import COMPARISON_DIR, MARKS, MARKS_DIR, REPORT, RUN, SWEEP_DIR, kind_of
-from qepi.experiments import runner
-from qepi.experiments.sweep import aggregate
-from qepi.experiments.tables import to_json
-from qepi.training import atomic_write_text
 
 
 def _summary_line(s: dict) -> str:
@@ -27,6 +18,8 @@ def _summary_line(s: dict) -> str:
 def train(*, config: str | None, overrides: list[str], out: str | None, warm_start: str | None,
           resume: str | None, overwrite: bool, quiet: bool) -> int:
     """``qepi train CONFIG [--set k=v] [--out DIR] [--from RUN_DIR] | --resume RUN_DIR``."""
+    from qepi.experiments import runner
+
     if resume:
         if config or overrides or warm_start or out:
             raise UserError("--resume continues with the run's saved config: drop CONFIG, "
@@ -43,6 +36,12 @@ def train(*, config: str | None, overrides: list[str], out: str | None, warm_sta
 def compare(*, config: str, overrides: list[str], seeds: int, out: str | None, overwrite: bool,
             as_json: bool, quiet: bool) -> int:
     """``qepi compare CONFIG --seeds N [--json]``: prints the table (or JSON) and writes the report."""
+    from qepi.experiments.compare import compare as run_compare
+    from qepi.experiments.compare import default_compare_dir
+    from qepi.experiments.report import format_table
+    from qepi.experiments.rundir import REPORT
+    from qepi.experiments.tables import to_json
+
     cfg = load_config(config, overrides)
     out = Path(out) if out else default_compare_dir(cfg)
     comparison = run_compare(cfg, seeds, out, overwrite=overwrite, progress=not (quiet or as_json))
@@ -57,6 +56,9 @@ def compare(*, config: str, overrides: list[str], seeds: int, out: str | None, o
 def marks(*, config: str, overrides: list[str], task_b: list[str], out: str | None, overwrite: bool,
           as_json: bool, quiet: bool) -> int:
     """``qepi marks CONFIG [--set k=v] [--task-b data.k=v] [--out DIR] [--overwrite] [--json]``."""
+    from qepi.experiments.marks import default_marks_dir, format_report, marks_experiment
+    from qepi.experiments.rundir import REPORT
+
     cfg = load_config(config, overrides)
     out = Path(out) if out else default_marks_dir(cfg)
     result = marks_experiment(cfg, task_b, out, progress=not (quiet or as_json), overwrite=overwrite)
@@ -71,6 +73,13 @@ def marks(*, config: str, overrides: list[str], task_b: list[str], out: str | No
 def render(directory: str | Path) -> Path:
     """Render the report of a run, comparison, sweep or marks directory again from its
     saved files; returns the report's path."""
+    from qepi.experiments.compare import summarize
+    from qepi.experiments.marks import format_report
+    from qepi.experiments.report import render_compare_report, render_run_report, render_sweep_report
+    from qepi.experiments.rundir import COMPARISON_DIR, MARKS, MARKS_DIR, REPORT, RUN, SWEEP_DIR, kind_of
+    from qepi.experiments.sweep import aggregate
+    from qepi.training import atomic_write_text
+
     directory = Path(directory)
     if not directory.is_dir():
         raise UserError(f"{directory}: no such directory")
