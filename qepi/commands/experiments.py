@@ -19,15 +19,20 @@ def train(*, config: str | None, overrides: list[str], out: str | None, warm_sta
           resume: str | None, overwrite: bool, quiet: bool) -> int:
     """``qepi train CONFIG [--set k=v] [--out DIR] [--from RUN_DIR] | --resume RUN_DIR``."""
     from qepi.experiments import runner
+    from qepi.experiments.rundir import exclusive
 
     if resume:
         if config or overrides or warm_start or out:
             raise UserError("--resume continues with the run's saved config: drop CONFIG, "
                             "--set, --from and --out")
-        result = runner.resume(resume, progress=not quiet)
+        with exclusive(resume):
+            result = runner.resume(resume, progress=not quiet)
     else:
-        result = runner.run(load_config(config, overrides), out, warm_start=warm_start,
-                            progress=not quiet, overwrite=overwrite)
+        cfg = load_config(config, overrides)
+        run_dir = Path(out) if out else runner.default_run_dir(cfg)
+        with exclusive(run_dir):
+            result = runner.run(cfg, run_dir, warm_start=warm_start, progress=not quiet,
+                                overwrite=overwrite)
     print(_summary_line(result.summary))
     print(f"run directory: {result.run_dir}")
     return 0
@@ -39,12 +44,13 @@ def compare(*, config: str, overrides: list[str], seeds: int, out: str | None, o
     from qepi.experiments.compare import compare as run_compare
     from qepi.experiments.compare import default_compare_dir
     from qepi.experiments.report import format_table
-    from qepi.experiments.rundir import REPORT
+    from qepi.experiments.rundir import REPORT, exclusive
     from qepi.experiments.tables import to_json
 
     cfg = load_config(config, overrides)
     out = Path(out) if out else default_compare_dir(cfg)
-    comparison = run_compare(cfg, seeds, out, overwrite=overwrite, progress=not (quiet or as_json))
+    with exclusive(out):
+        comparison = run_compare(cfg, seeds, out, overwrite=overwrite, progress=not (quiet or as_json))
     if as_json:
         print(to_json(comparison))
     else:
@@ -57,11 +63,12 @@ def marks(*, config: str, overrides: list[str], task_b: list[str], out: str | No
           as_json: bool, quiet: bool) -> int:
     """``qepi marks CONFIG [--set k=v] [--task-b data.k=v] [--out DIR] [--overwrite] [--json]``."""
     from qepi.experiments.marks import default_marks_dir, format_report, marks_experiment
-    from qepi.experiments.rundir import REPORT
+    from qepi.experiments.rundir import REPORT, exclusive
 
     cfg = load_config(config, overrides)
     out = Path(out) if out else default_marks_dir(cfg)
-    result = marks_experiment(cfg, task_b, out, progress=not (quiet or as_json), overwrite=overwrite)
+    with exclusive(out):
+        result = marks_experiment(cfg, task_b, out, progress=not (quiet or as_json), overwrite=overwrite)
     if as_json:
         print(json.dumps(result))
     else:

@@ -12,10 +12,11 @@ def sweep(*, config: str, overrides: list[str], grid: list[str], seeds: int, add
     """``qepi sweep CONFIG --grid key=v1,v2 ... --seeds N [--address ADDR] [--tune asha|pbt]``."""
     from qepi.experiments.grid import parse_grid, plan_trials
     from qepi.experiments.report import format_sweep
-    from qepi.experiments.rundir import REPORT
+    from qepi.experiments.rundir import REPORT, exclusive
+    from qepi.experiments.sweep import default_sweep_dir
     from qepi.experiments.sweep import sweep as run_sweep
     from qepi.experiments.tables import to_json
-    from qepi.experiments.tune import format_search, search
+    from qepi.experiments.tune import default_tune_dir, format_search, search
 
     cfg = load_config(config, overrides, warn=False)
     values = parse_grid(grid, cfg)
@@ -29,12 +30,16 @@ def sweep(*, config: str, overrides: list[str], grid: list[str], seeds: int, add
         if seeds != 1:
             raise UserError("--seeds: a Tune search trains every sample at run.seed; sweep the "
                             "best config over seeds afterwards")
-        found = search(cfg, values, tune, samples=samples, out=out, address=address,
-                       cpus_per_trial=cpus_per_trial, retries=retries, progress=progress)
+        out = out or default_tune_dir(cfg)
+        with exclusive(out):
+            found = search(cfg, values, tune, samples=samples, out=out, address=address,
+                           cpus_per_trial=cpus_per_trial, retries=retries, progress=progress)
         print(to_json(found) if as_json else format_search(found))
         return 0
-    result = run_sweep(cfg, values, seeds, out, address=address, cpus_per_trial=cpus_per_trial,
-                       retries=retries, progress=progress)
+    out = out or default_sweep_dir(cfg)
+    with exclusive(out):
+        result = run_sweep(cfg, values, seeds, out, address=address, cpus_per_trial=cpus_per_trial,
+                           retries=retries, progress=progress)
     if as_json:
         print(to_json(result.aggregate))
     else:
