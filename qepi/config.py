@@ -359,9 +359,9 @@ def update(cfg: Config, **sections: dict[str, Any]) -> Config:
 
 
 BUILTIN_BACKENDS = ("default.qubit", "lightning.qubit", "exact", "aer")  # qepi.backends.backend_names()
-# backend keys beside `name` and the built-in backends that read them (others ignore them)
+# backend keys beside `name` and the built-in backends that read them (others ignore them;
+# backend.shots is not listed: the others refuse it)
 BACKEND_READERS = {
-    "shots": ("aer",),  # the others refuse shots > 0
     "noise": ("aer",),
     "depolarizing_1q": ("aer",),
     "depolarizing_2q": ("aer",),
