@@ -105,3 +105,14 @@ def test_a_sweep_names_only_keys_that_no_grid_point_reads(capsys):
     warn_inert([base, update(base, regulation={"embedding": "epigenetic"})])
     assert capsys.readouterr().err.splitlines() == [
         "qepi: warning: data.train has no effect: data.task='motif' does not read it (only 'text' does)"]
+
+
+def test_a_set_key_that_the_grid_replaces_is_named(tmp_path, capsys):
+    path = tmp_path / "c.toml"
+    path.write_text("")
+    # --tune with --seeds 2 is refused after the config and grid are read: no Ray needed
+    assert main(["sweep", str(path), "--set", "train.lr=0.5", "--grid", "train.lr=0.1,0.2",
+                 "--tune", "asha", "--seeds", "2", "--out", str(tmp_path / "s")]) == 2
+    warning, error = capsys.readouterr().err.splitlines()
+    assert warning == "qepi: warning: --set train.lr has no effect: --grid train.lr sets it in every trial"
+    assert error.startswith("qepi: error: --seeds")

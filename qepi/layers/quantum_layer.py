@@ -469,7 +469,8 @@ class QuantumLayer(nn.Module):
         backward pass (``torch.utils.checkpoint``) so that one block's graph is held at a time;
         shot-sampled blocks keep their graphs (a recomputation would draw other shots)."""
         n, k = rows.shape[:2]
-        if executor.capabilities.bounds_memory or self.n_qubits is None:
+        capabilities = getattr(executor, "capabilities", None)  # an injected executor may not say
+        if (capabilities is not None and capabilities.bounds_memory) or self.n_qubits is None:
             return executor(rows, weights)
         block = rows_that_fit(self.n_qubits, self.backend, n, copies=k)
         if block >= n:
