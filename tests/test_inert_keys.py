@@ -26,7 +26,7 @@ SCENARIOS = {
                                             "regulation.embedding=epigenetic"],
     "digits on aer, experts": ["backend.name=aer", "data.task=digits", *GENERATED,
                                "regulation.attention=experts"],
-    "text, classical": [f"data.task=text", f"data.train='{TEXT}'", f"data.test='{TEXT}'",
+    "text, classical": ["data.task=text", f"data.train='{TEXT}'", f"data.test='{TEXT}'",
                         "data.max_len=6", "model.embedding=classical", "model.attention=classical"],
 }
 AWAY = ["backend.shots=64", "backend.noise=depolarizing", "backend.depolarizing_1q=0.01",
