@@ -6,15 +6,19 @@ impossible option: :class:`qepi.errors.UserError` or an operating-system error s
 missing file) prints one line naming the problem and exits with code 2; ``--debug`` shows
 the traceback instead. Any other exception is a bug in qepi and keeps its traceback
 (exit code 1).
+
+Parsing is cheap: the handler modules import the library (torch, PennyLane, Ray) inside
+their handlers, so ``qepi --help`` and ``qepi config show`` start without it.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import typing
 
-from qepi.circuits import ANSATZE
 from qepi.commands import bench, config, diagnose, experiments, sweep
+from qepi.config import AnsatzName, Train
 from qepi.errors import UserError
 
 EXIT_USER_ERROR = 2
@@ -38,7 +42,7 @@ def _add_experiment_commands(sub) -> None:
                    help="start from the final weights of an earlier run (staged training)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the run directory")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress output (a bar on a terminal, one line per epoch otherwise)")
     p.set_defaults(handler=experiments.train)
 
     p = sub.add_parser(
@@ -55,7 +59,7 @@ def _add_experiment_commands(sub) -> None:
     p.add_argument("--out", help="comparison directory (default: <run.out_dir>/compare-<name>)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier comparison in --out")
     p.add_argument("--json", dest="as_json", action="store_true", help="print the comparison as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress output (a bar on a terminal, one line per epoch otherwise)")
     p.set_defaults(handler=experiments.compare)
 
     p = sub.add_parser("marks", help="task marks: freeze the genome trained on task A, learn a "
@@ -68,7 +72,7 @@ def _add_experiment_commands(sub) -> None:
     p.add_argument("--out", help="output directory (default: <run.out_dir>/marks-<name>)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier marks experiment in --out")
     p.add_argument("--json", dest="as_json", action="store_true", help="print the figures as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress output (a bar on a terminal, one line per epoch otherwise)")
     p.set_defaults(handler=experiments.marks)
 
     p = sub.add_parser("report", help="render the report of a run, comparison or sweep directory again")
@@ -87,6 +91,12 @@ def _add_config_commands(sub) -> None:
     p.set_defaults(handler=config.reference)
 
 
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=Train().threads,
+                   help=f"torch threads (default {Train().threads}, as train.threads; "
+                        f"0 = torch's default, one per core)")
+
+
 def _add_bench_commands(sub) -> None:
     benches = sub.add_parser("bench", help="side-by-side performance measurements").add_subparsers(
         dest="bench", required=True, metavar="{exact,aer,noisy}")
@@ -101,7 +111,7 @@ def _add_bench_commands(sub) -> None:
                    help="sequences for the per-token loop, scaled to --batch (0 = skip it)")
     p.add_argument("--strategies", action="store_true",
                    help="also time the exact backend forced to fold and to gate-by-gate")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    _add_threads(p)
     p.add_argument("--cpu-time", action="store_true",
                    help="report process CPU time instead of wall-clock (steadier on a busy machine)")
     p.add_argument("--json", dest="as_json", action="store_true", help="print JSON instead of a table")
@@ -118,6 +128,7 @@ def _add_bench_commands(sub) -> None:
     p.add_argument("--expression", type=float, nargs="+", metavar="RATIO",
                    help="also time an epigenetic layer with hard marks at these expression "
                         "ratios, e.g. --expression 1.0 0.2 (silenced gates are not shifted)")
+    _add_threads(p)
     p.add_argument("--json", dest="as_json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=bench.aer)
 
@@ -170,7 +181,7 @@ def _add_diagnostic_commands(sub) -> None:
         dest="diagnose", required=True, metavar="{plateau,gradients,entropy,calibration,attention,landscape}")
 
     p = diagnoses.add_parser("plateau", help="gradient variance over random inits vs qubits and depth")
-    p.add_argument("--ansatz", default="strongly_entangling", choices=list(ANSATZE),
+    p.add_argument("--ansatz", default="strongly_entangling", choices=typing.get_args(AnsatzName),
                    help="ansatz name (default strongly_entangling)")
     p.add_argument("--qubits", default="2-8:2", help="qubit counts, e.g. 2-12, 2-12:2 or 2,4,6 (default 2-8:2)")
     p.add_argument("--layers", default="1,4,8", help="depths, same syntax (default 1,4,8)")

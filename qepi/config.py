@@ -373,8 +373,107 @@ def update(cfg: Config, **sections: dict[str, Any]) -> Config:
     return from_dict(data)
 
 
+BUILTIN_BACKENDS = ("default.qubit", "lightning.qubit", "exact", "aer")  # qepi.backends.backend_names()
+# backend keys beside `name` and the built-in backends that read them (others ignore them;
+# backend.shots is not listed: the others refuse it)
+BACKEND_READERS = {
+    "noise": ("aer",),
+    "depolarizing_1q": ("aer",),
+    "depolarizing_2q": ("aer",),
+    "readout_error": ("aer",),
+    "dtype": ("default.qubit", "lightning.qubit", "exact"),
+    "threads": ("aer",),
+    "chunk_rows": ("aer",),
+    "strategy": ("exact",),
+}
+# data keys beside `task` and the tasks that read them
+TASK_READERS = {
+    "n_train": ("motif", "digits", "parity"),
+    "n_dev": ("motif", "digits", "parity"),
+    "n_test": ("motif", "digits", "parity"),
+    "seq_len": ("motif", "parity"),
+    "motif_len": ("motif",),
+    "pwm_entropy": ("motif",),
+    "classes": ("digits",),
+    "tokens": ("digits",),
+    "train": ("text",),
+    "dev": ("text",),
+    "test": ("text",),
+    "max_len": ("text",),
+}
+# regulation keys beside `embedding`/`attention` and the regulation kind that reads them
+REGULATION_READERS = {
+    "target": "epigenetic", "penalty": "epigenetic", "hard": "epigenetic",
+    "threshold": "epigenetic", "offsets": "epigenetic", "tf_hidden": "epigenetic",
+    "n_experts": "experts", "top_k": "experts", "balance": "experts",
+}
+
+
+def check_run_name(name: str) -> str:
+    """``run.name`` when it is one plain directory name inside ``run.out_dir``; a ConfigError
+    for a path separator, ``.``, ``..``, ``~`` or an absolute path (they would write elsewhere).
+
+    >>> check_run_name("demo")
+    'demo'
+    >>> check_run_name("../elsewhere")
+    Traceback (most recent call last):
+    ...
+    qepi.config.ConfigError: run.name='../elsewhere': must be one directory name inside run.out_dir (no path separator, '..' or '~'); set run.out_dir or --out to write elsewhere
+    """
+    if "/" in name or "\\" in name or name in (".", "..") or name.startswith("~"):
+        raise ConfigError(f"run.name={name!r}: must be one directory name inside run.out_dir "
+                          f"(no path separator, '..' or '~'); set run.out_dir or --out to write elsewhere")
+    return name
+
+
+def _names(names: tuple[str, ...]) -> str:
+    return " or ".join(repr(n) for n in names)
+
+
+def inert_keys(cfg: Config) -> dict[str, str]:
+    """Keys set away from their default that change nothing in the model ``cfg`` describes,
+    each with the reason: a data key the task does not read, a backend key the backend
+    does not read (or any backend key when no layer is quantum), a regulation key with
+    no such regulation, ``model.match_params`` without a classical layer.
+
+    >>> inert_keys(update(Config(), data={"train": "mine.txt"}))
+    {'data.train': "data.task='motif' does not read it (only 'text' does)"}
+    >>> list(inert_keys(update(Config(), regulation={"penalty": 1.0})))
+    ['regulation.penalty']
+    """
+    default, found = Config(), {}
+
+    def changed(section: str, key: str) -> bool:
+        return getattr(getattr(cfg, section), key) != getattr(getattr(default, section), key)
+
+    kinds = (cfg.model.embedding, cfg.model.attention)
+    if "quantum" not in kinds:
+        for f in fields(Backend):
+            if changed("backend", f.name):
+                found[f"backend.{f.name}"] = ("no layer is quantum (model.embedding and "
+                                              "model.attention are 'classical')")
+    elif cfg.backend.name in BUILTIN_BACKENDS:
+        for key, readers in BACKEND_READERS.items():
+            if cfg.backend.name not in readers and changed("backend", key):
+                found[f"backend.{key}"] = (f"backend.name={cfg.backend.name!r} does not read it "
+                                           f"(only {_names(readers)} does)")
+    for key, readers in TASK_READERS.items():
+        if cfg.data.task not in readers and changed("data", key):
+            found[f"data.{key}"] = f"data.task={cfg.data.task!r} does not read it (only {_names(readers)} does)"
+    regulations = (cfg.regulation.embedding, cfg.regulation.attention)
+    for key, kind in REGULATION_READERS.items():
+        if kind not in regulations and changed("regulation", key):
+            found[f"regulation.{key}"] = (f"only an {kind!r} regulation reads it (regulation.embedding "
+                                          f"and regulation.attention are not {kind!r})")
+    if "classical" not in kinds and changed("model", "match_params"):
+        found["model.match_params"] = "no layer is classical (model.embedding and model.attention are 'quantum')"
+    return found
+
+
 __all__ = [
+    "BUILTIN_BACKENDS",
     "AtLeast",
+    "check_run_name",
     "Backend",
     "Between",
     "Circuit",
@@ -388,6 +487,7 @@ __all__ = [
     "apply_overrides",
     "from_dict",
     "from_toml",
+    "inert_keys",
     "load",
     "replace",
     "to_dict",

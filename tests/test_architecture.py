@@ -151,3 +151,13 @@ def test_import_qepi_does_not_import_qiskit():
 def test_circuits_do_not_import_torch():
     modules = _modules_after("import qepi.circuits")
     assert "qepi.circuits" in modules and "torch" not in modules
+
+
+def test_cli_help_and_config_show_do_not_import_the_library(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[backend]\nname = 'exact'\n[run]\nname = 'demo'\n")
+    modules = _modules_after(f"from qepi.cli import main, build_parser; build_parser(); "
+                             f"main(['config', 'show', {str(config)!r}])")
+    assert "qepi.commands.experiments" in modules
+    heavy = sorted(m for m in modules if m.split(".")[0] in ("torch", "pennylane", "qiskit", "ray"))
+    assert not heavy, heavy[:5]

@@ -60,6 +60,9 @@ def test_compare_json_for_scripts(config, tmp_path, capsys):
     ("[data]\ntask = 'imagenet'", ["data.task", "imagenet"]),
     ("[data]\ntask = 'text'\ntrain = 'missing.txt'\ntest = 'missing.txt'", ["missing.txt", "not found"]),
     ("[data]\nn_train = 0", ["data.n_train"]),
+    ("[run]\nname = '../elsewhere'", ["run.name='../elsewhere'", "one directory name inside run.out_dir"]),
+    ("[run]\nname = '/tmp/abs'", ["run.name='/tmp/abs'", "no path separator"]),
+    ("[run]\nname = '..'", ["run.name='..'"]),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, text, needles):
     path = tmp_path / "bad.toml"
@@ -67,6 +70,20 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, text, needles):
     assert main(["train", str(path), "--out", str(tmp_path / "r"), "--quiet"]) == 2
     one_line_error(capsys, *needles)
     assert not (tmp_path / "r").exists()  # nothing written for a run that could not start
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["compare", "{config}", "--set", "run.name=../elsewhere"], ["run.name='../elsewhere'"]),
+    (["sweep", "{config}", "--set", "run.name=a/b", "--grid", "train.lr=0.1,0.2"], ["run.name='a/b'"]),
+    (["config", "show", "{config}", "--set", "run.name=~x"], ["run.name='~x'"]),
+    (["bench", "exact", "--threads", "-1"], ["--threads must be >= 0, got -1"]),
+    (["bench", "aer", "--threads", "-1"], ["--threads must be >= 0, got -1"]),
+])
+def test_more_bad_input_exits_2_with_one_line(config, tmp_path, monkeypatch, capsys, argv, needles):
+    monkeypatch.chdir(tmp_path)  # run.out_dir = runs, here
+    assert main([a.format(config=config) for a in argv]) == 2
+    one_line_error(capsys, *needles)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]  # nothing written
 
 
 def test_malformed_data_line_and_missing_config(tmp_path, capsys):

@@ -250,13 +250,16 @@ class TestConfigsAreData:
     def test_python_looking_values_stay_strings(self, tmp_path, capsys):
         marker = tmp_path / "pwned"
         payload = self.PAYLOAD.format(marker=marker)
-        path = write(tmp_path, "c.toml", f'[run]\nname = "{payload}"\n[data]\ntrain = "{payload}"\n')
+        path = write(tmp_path, "c.toml", f'[run]\nout_dir = "{payload}"\n[data]\ntrain = "{payload}"\n')
         cfg = config.load(path)
-        assert cfg.run.name == payload and cfg.data.train == payload
+        assert cfg.run.out_dir == payload and cfg.data.train == payload
         assert config.from_toml(config.to_toml(cfg)) == cfg
         assert config.apply_overrides(cfg, [f"run.out_dir={payload}"]).run.out_dir == payload
         assert main(["config", "show", str(path)]) == 0
         assert payload in capsys.readouterr().out
+        named = write(tmp_path, "name.toml", f'[run]\nname = "{payload}"\n')  # holds a '/'
+        assert main(["config", "show", str(named)]) == 2
+        one_line_error(capsys, "run.name=", "inside run.out_dir")
         task = write(tmp_path, "task.toml", f'[data]\ntask = "{payload}"\n')
         assert main(["train", str(task), "--quiet"]) == 2  # an unknown task, named as given
         one_line_error(capsys, "data.task", "__import__")

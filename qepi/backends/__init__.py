@@ -78,6 +78,34 @@ def check_backend(backend: Backend, n_qubits: int) -> None:
                         f"of memory available")
 
 
+MEMORY_SHARE = 0.5  # of the memory available now, what one execution's states may take
+MEMORY_CHECK_BYTES = 64 * 2**20  # smaller executions are not checked against free memory
+
+
+def rows_that_fit(n_qubits: int, backend: Backend, n_rows: int, copies: int = 1) -> int:
+    """How many of ``n_rows`` input rows (each ``copies`` circuits) to execute at once so their
+    states take at most :data:`MEMORY_SHARE` of the memory available now: ``n_rows`` when all
+    fit; a UserError when not even one row does. Executions under
+    :data:`MEMORY_CHECK_BYTES` are not checked (no system call).
+
+    >>> rows_that_fit(4, Backend(name="exact"), n_rows=32, copies=3)
+    32
+    """
+    per_row = copies * state_bytes(n_qubits, backend)
+    if n_rows * per_row <= MEMORY_CHECK_BYTES:
+        return n_rows
+    import psutil
+
+    available = psutil.virtual_memory().available
+    fit = int(available * MEMORY_SHARE) // per_row
+    if fit < 1:
+        raise UserError(f"circuit.n_qubits={n_qubits}: one input row ({copies} circuit(s)) on "
+                        f"{backend.name} needs {per_row / 2**30:,.2f} GiB of states, more than half "
+                        f"of the {available / 2**30:,.2f} GiB of memory available; lower "
+                        f"circuit.n_qubits or model.n_heads")
+    return min(fit, n_rows)
+
+
 def make_executor(qfunc: Callable, n_qubits: int, backend: Backend | str = "default.qubit",
                   seed: int = 0) -> Executor:
     """Build the executor for ``qfunc`` on ``n_qubits`` wires and the chosen backend
@@ -90,4 +118,4 @@ def make_executor(qfunc: Callable, n_qubits: int, backend: Backend | str = "defa
 
 __all__ = ["BackendEntry", "Capabilities", "ExecutionStats", "Executor", "ExecutorBase",
            "backend_entry", "backend_names", "broadcast_weights", "check_backend", "make_executor",
-           "register_backend", "state_bytes", "unregister_backend"]
+           "register_backend", "rows_that_fit", "state_bytes", "unregister_backend"]

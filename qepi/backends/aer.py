@@ -406,7 +406,8 @@ class AerExecutor(ExecutorBase):
     """
 
     capabilities = Capabilities(measurements=frozenset({"expval", "var", "probs"}), shots=True,
-                                noise=True, shift_mask=True, trace=True)
+                                noise=True, shift_mask=True, trace=True,
+                                bounds_memory=True)  # blocks of backend.chunk_rows circuits
 
     def __init__(self, qfunc: Callable, n_qubits: int, backend: Backend, seed: int = 0,
                  path: str = "auto", simulator: Callable | None = None):

@@ -68,6 +68,7 @@ class Capabilities:
     noise: bool = False  # backend.noise (gate and readout noise)
     shift_mask: bool = False  # `shifting(mask)` restricts which angles parameter shift evaluates
     trace: bool = False  # `trace(inputs, weights)` returns the gate list with its angles
+    bounds_memory: bool = False  # executes large batches in blocks itself (callers need not split rows)
 
 
 @runtime_checkable

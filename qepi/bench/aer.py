@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from qepi.backends.aer import AerExecutor, shifted_rows
+from qepi.bench import describe_load, machine_load, set_threads, warn_if_busy
 from qepi.backends.translate import to_qiskit
 from qepi.circuits import build_circuit
 from qepi.config import Backend, Circuit
@@ -103,6 +104,10 @@ def main(args) -> int:
     repeats, pl_tokens = args.repeats, args.pennylane_tokens
     if min(args.qubits, args.layers, args.tokens, repeats) < 1 or pl_tokens < 0:
         raise UserError("bench aer: --qubits, --layers, --tokens and --repeats must be >= 1")
+    if args.threads < 0:
+        raise UserError(f"--threads must be >= 0, got {args.threads}")
+    load = machine_load(set_threads(args.threads))
+    warn_if_busy(load)
     torch.manual_seed(0)
     spec = build_circuit(Circuit(n_qubits=args.qubits, n_layers=args.layers))
     x = torch.rand(args.tokens, 1, args.qubits, dtype=torch.float64)  # (N, K=1, F)
@@ -130,6 +135,7 @@ def main(args) -> int:
     raw_best = min(r["wall_s"] for r in raw.values())
     execute = min(r["execute_s"] for r in raw.values())
     report = {
+        **load, "aer_threads": "all cores (backend.threads = 0)",
         "qubits": args.qubits, "layers": args.layers, "tokens": args.tokens,
         "shots": args.shots, "angles": len(traced.angles), "circuits": circuits,
         "qepi_step_s": qepi_s, "aer_path": executor.path,
@@ -154,6 +160,7 @@ def main(args) -> int:
     if args.json:
         print(json.dumps(report))
     else:
+        print(f"qepi bench aer: {describe_load(load)}")
         for key, value in report.items():
             print(f"{key:>22}: {value}")
     return 0

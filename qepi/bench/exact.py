@@ -25,6 +25,7 @@ import time
 import torch
 
 from qepi.backends import ExecutionStats
+from qepi.bench import describe_load, machine_load, set_threads, warn_if_busy
 from qepi.config import Config, update
 from qepi.errors import UserError
 from qepi.models import HybridTransformer, InputSpec
@@ -140,8 +141,8 @@ def main(args) -> int:
         raise UserError(f"--qubits must be >= 1, got {args.qubits}")
     if args.threads < 0:
         raise UserError(f"--threads must be >= 0, got {args.threads}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    load = machine_load(set_threads(args.threads))
+    warn_if_busy(load)
     clock = time.process_time if args.cpu_time else time.perf_counter
     torch.manual_seed(0)
     rows = [
@@ -150,16 +151,15 @@ def main(args) -> int:
         for q in args.qubits
     ]
     if args.json:
-        print(json.dumps({"threads": torch.get_num_threads(), "clock": clock.__name__,
-                          "rows": rows}, indent=2))
+        print(json.dumps({**load, "clock": clock.__name__, "rows": rows}, indent=2))
         return 0
     first = rows[0]
     print(f"qepi bench exact: training step (forward + backward + Adam) of HybridTransformer, "
           f"batch {args.batch} x {args.tokens} tokens, quantum embedding + 1-head Q/K/V "
           f"attention (4 circuits per token, {first['circuits_per_step']} circuit evaluations "
           f"forward per step), strongly entangling, {args.layers} layers; median of "
-          f"{args.repeats} steps of {'process CPU' if args.cpu_time else 'wall-clock'} time, torch "
-          f"threads {torch.get_num_threads()}; times in ms")
+          f"{args.repeats} steps of {'process CPU' if args.cpu_time else 'wall-clock'} time; "
+          f"{describe_load(load)}; times in ms")
     header = (f"{'qubits':>6} {'classical':>10} {'exact':>10} {'strategy':>11} "
               f"{'default.q':>10} {'loop':>10}  {'dq/exact':>8} {'loop/exact':>10} "
               f"{'exact/cl':>8}")

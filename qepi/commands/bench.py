@@ -9,31 +9,33 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from qepi.bench import aer as aer_bench
-from qepi.bench import exact as exact_bench
-from qepi.bench import noisy as noisy_bench
-
 
 def exact(*, qubits: list[int], batch: int, tokens: int, repeats: int, layers: int, loop_batch: int,
           strategies: bool, threads: int, cpu_time: bool, as_json: bool) -> int:
     """``qepi bench exact``: training-step time on exact simulators vs the classical twin."""
+    from qepi.bench import exact as exact_bench
+
     return exact_bench.main(SimpleNamespace(
         qubits=qubits, batch=batch, tokens=tokens, repeats=repeats, layers=layers,
         loop_batch=loop_batch, strategies=strategies, threads=threads, cpu_time=cpu_time, json=as_json))
 
 
 def aer(*, qubits: int, layers: int, tokens: int, shots: int, repeats: int, pennylane_tokens: int,
-        expression: list[float] | None, as_json: bool) -> int:
+        expression: list[float] | None, threads: int, as_json: bool) -> int:
     """``qepi bench aer``: a parameter-shift step on Aer vs raw Aer and PennyLane."""
+    from qepi.bench import aer as aer_bench
+
     return aer_bench.main(SimpleNamespace(
         qubits=qubits, layers=layers, tokens=tokens, shots=shots, repeats=repeats,
-        pennylane_tokens=pennylane_tokens, expression=expression, json=as_json))
+        pennylane_tokens=pennylane_tokens, expression=expression, threads=threads, json=as_json))
 
 
 def noisy(*, qubits: list[int], layers: int, tokens: int, shots: int, repeats: int, threads: int,
           as_json: bool) -> int:
     """``qepi bench noisy``: a shot-based parameter-shift step on aer vs exact, with and
     without depolarizing noise."""
+    from qepi.bench import noisy as noisy_bench
+
     return noisy_bench.main(SimpleNamespace(
         qubits=qubits, layers=layers, tokens=tokens, shots=shots, repeats=repeats,
         threads=threads, json=as_json))

@@ -6,22 +6,9 @@ import json
 import math
 from pathlib import Path
 
-import torch
-
 from qepi.commands.common import check_backend_settings
 from qepi.config import Backend, Config
-from qepi.data import load_dataset
-from qepi.diagnostics.attention import plot_attention
-from qepi.diagnostics.calibration import expected_calibration_error, fit_temperature
-from qepi.diagnostics.catalog import check_catalog, export_catalog
-from qepi.diagnostics.entropy import EntropyMonitor
-from qepi.diagnostics.gradients import gradient_flow
-from qepi.diagnostics.landscape import loss_landscape, plot_landscapes, save_landscapes
-from qepi.diagnostics.plateau import parse_range, plateau_curve, plot_plateau
-from qepi.diagnostics.qasm import export_model_qasm
 from qepi.errors import UserError
-from qepi.experiments.rundir import COMPARE_MANIFEST
-from qepi.training import load_model, predict
 
 SIDE_BY_SIDE = ("quantum", "classical")  # the runs of a comparison shown side by side
 
@@ -29,6 +16,8 @@ SIDE_BY_SIDE = ("quantum", "classical")  # the runs of a comparison shown side b
 def _run_dirs(paths: list[str]) -> list[Path]:
     """Run directories named on the command line; a comparison directory stands for its
     first seed's quantum and classical runs."""
+    from qepi.experiments.rundir import COMPARE_MANIFEST
+
     out = []
     for raw in paths:
         path = Path(raw)
@@ -45,6 +34,8 @@ def _run_dirs(paths: list[str]) -> list[Path]:
 
 def _load_runs(run_dirs: list[str], backend: str | None):
     """{label: (model, cfg, run_dir)} for the runs in ``run_dirs``, on ``backend`` when given."""
+    from qepi.training import load_model
+
     on = None if backend is None else Backend(name=backend)
     if on is not None:
         check_backend_settings(on)
@@ -57,6 +48,10 @@ def _load_runs(run_dirs: list[str], backend: str | None):
 
 def _examples(cfg: Config, split: str, n: int):
     """The first ``n`` examples of ``split`` of the run's dataset (a qepi.data.Split)."""
+    import torch
+
+    from qepi.data import load_dataset
+
     dataset = load_dataset(cfg.data, cfg.run.seed)
     data = getattr(dataset, split, None)
     if data is None or len(data) == 0:
@@ -79,6 +74,9 @@ def _fmt(value: float) -> str:
 def plateau(*, ansatz: str, qubits: str, layers: str, samples: int, cost: str, seed: int,
             out: str | None, as_json: bool) -> int:
     """qepi diagnose plateau: gradient variance against qubits and depth, fit and plot."""
+    from qepi.diagnostics.plateau import parse_range, plateau_curve, plot_plateau
+    
+
     if samples < 2:
         raise UserError(f"--samples must be >= 2, got {samples}")
     result = plateau_curve(ansatz, parse_range(qubits), parse_range(layers), samples, cost, seed)
@@ -102,6 +100,9 @@ def plateau(*, ansatz: str, qubits: str, layers: str, samples: int, cost: str, s
 def landscape(*, run_dirs: list[str], split: str, examples: int, backend: str | None, steps: int,
               span: float, seed: int, out: str | None) -> int:
     """qepi diagnose landscape: loss contours around the trained weights, side by side."""
+    from qepi.diagnostics.landscape import loss_landscape, plot_landscapes, save_landscapes
+    
+
     runs = _load_runs(run_dirs, backend)
     lands = {}
     for label, (model, cfg, _) in runs.items():
@@ -121,6 +122,9 @@ def landscape(*, run_dirs: list[str], split: str, examples: int, backend: str | 
 def attention(*, run_dirs: list[str], split: str, examples: int, backend: str | None,
               out: str | None) -> int:
     """qepi diagnose attention: attention maps of chosen inputs, quantum beside classical."""
+    from qepi.diagnostics.attention import plot_attention
+    
+
     runs = _load_runs(run_dirs, backend)
     first_cfg = next(iter(runs.values()))[1]
     batch, dataset = _examples(first_cfg, split, examples)
@@ -138,6 +142,9 @@ def attention(*, run_dirs: list[str], split: str, examples: int, backend: str | 
 def entropy(*, run_dirs: list[str], split: str, examples: int, backend: str | None,
             as_json: bool) -> int:
     """qepi diagnose entropy: predictive, attention-head and token entanglement entropies."""
+    from qepi.diagnostics.entropy import EntropyMonitor
+    
+
     rows = {}
     for label, (model, cfg, _) in _load_runs(run_dirs, backend).items():
         batch, _ = _examples(cfg, split, examples)
@@ -154,6 +161,10 @@ def entropy(*, run_dirs: list[str], split: str, examples: int, backend: str | No
 
 def calibration(*, run_dirs: list[str], backend: str | None, bins: int, as_json: bool) -> int:
     """qepi diagnose calibration: temperature fitted on dev, ECE before and after on test."""
+    from qepi.diagnostics.calibration import expected_calibration_error, fit_temperature
+    from qepi.training import predict
+    
+
     rows = {}
     for label, (model, cfg, _) in _load_runs(run_dirs, backend).items():
         test, dataset = _examples(cfg, "test", 10**9)
@@ -177,6 +188,9 @@ def calibration(*, run_dirs: list[str], backend: str | None, bins: int, as_json:
 def gradients(*, run_dirs: list[str], split: str, examples: int, backend: str | None, groups: int,
               repeats: int) -> int:
     """qepi diagnose gradients: per-layer gradient norm, variance and SNR at the trained weights."""
+    from qepi.diagnostics.gradients import gradient_flow
+    
+
     for label, (model, cfg, _) in _load_runs(run_dirs, backend).items():
         batch, _ = _examples(cfg, split, examples)
         stats = gradient_flow(model, batch, n_groups=groups, repeats=repeats)
@@ -190,6 +204,9 @@ def gradients(*, run_dirs: list[str], split: str, examples: int, backend: str | 
 
 def circuits_export(*, catalog_dir: str, check: bool, qubits: int, layers: int, pairs: int, samples: int) -> int:
     """qepi circuits export DIR: write (or, with --check, verify) the circuit catalog."""
+    from qepi.diagnostics.catalog import check_catalog, export_catalog
+    
+
     settings = {"n_qubits": qubits, "n_layers": layers, "n_pairs": pairs, "n_samples": samples}
     if min(settings.values()) < 1:
         raise UserError("circuits export: --qubits, --layers, --pairs and --samples must be >= 1")
@@ -207,6 +224,10 @@ def circuits_export(*, catalog_dir: str, check: bool, qubits: int, layers: int, 
 
 def circuits_model(*, run_dir: str, out: str | None) -> int:
     """qepi circuits model RUN_DIR: a trained model's circuits as OpenQASM 3, weights bound."""
+    from qepi.diagnostics.qasm import export_model_qasm
+    from qepi.training import load_model
+    
+
     model, _ = load_model(run_dir)
     out = Path(out) if out else Path(run_dir) / "qasm"
     paths = export_model_qasm(model, out)

@@ -7,15 +7,6 @@ from pathlib import Path
 
 from qepi.commands.common import load_config
 from qepi.errors import UserError
-from qepi.experiments.compare import compare as run_compare
-from qepi.experiments.compare import default_compare_dir, summarize
-from qepi.experiments.marks import default_marks_dir, format_report, marks_experiment
-from qepi.experiments.report import format_table, render_compare_report, render_run_report, render_sweep_report
-from qepi.experiments.rundir import COMPARISON_DIR, MARKS, MARKS_DIR, REPORT, RUN, SWEEP_DIR, kind_of
-from qepi.experiments import runner
-from qepi.experiments.sweep import aggregate
-from qepi.experiments.tables import to_json
-from qepi.training import atomic_write_text
 
 
 def _summary_line(s: dict) -> str:
@@ -27,14 +18,21 @@ def _summary_line(s: dict) -> str:
 def train(*, config: str | None, overrides: list[str], out: str | None, warm_start: str | None,
           resume: str | None, overwrite: bool, quiet: bool) -> int:
     """``qepi train CONFIG [--set k=v] [--out DIR] [--from RUN_DIR] | --resume RUN_DIR``."""
+    from qepi.experiments import runner
+    from qepi.experiments.rundir import exclusive
+
     if resume:
         if config or overrides or warm_start or out:
             raise UserError("--resume continues with the run's saved config: drop CONFIG, "
                             "--set, --from and --out")
-        result = runner.resume(resume, progress=not quiet)
+        with exclusive(resume):
+            result = runner.resume(resume, progress=not quiet)
     else:
-        result = runner.run(load_config(config, overrides), out, warm_start=warm_start,
-                            progress=not quiet, overwrite=overwrite)
+        cfg = load_config(config, overrides)
+        run_dir = Path(out) if out else runner.default_run_dir(cfg)
+        with exclusive(run_dir):
+            result = runner.run(cfg, run_dir, warm_start=warm_start, progress=not quiet,
+                                overwrite=overwrite)
     print(_summary_line(result.summary))
     print(f"run directory: {result.run_dir}")
     return 0
@@ -44,10 +42,17 @@ def compare(*, config: str, overrides: list[str], seeds: int | None, out: str | 
             overwrite: bool, as_json: bool, quiet: bool, references: bool = True) -> int:
     """``qepi compare CONFIG [--seeds N] [--json] [--no-references]``: prints the table (or
     JSON) and writes the report; ``seeds=None`` sizes the seed count to the data."""
+    from qepi.experiments.compare import compare as run_compare
+    from qepi.experiments.compare import default_compare_dir
+    from qepi.experiments.report import format_table
+    from qepi.experiments.rundir import REPORT, exclusive
+    from qepi.experiments.tables import to_json
+
     cfg = load_config(config, overrides)
     out = Path(out) if out else default_compare_dir(cfg)
-    comparison = run_compare(cfg, seeds, out, overwrite=overwrite, progress=not (quiet or as_json),
-                             references=references)
+    with exclusive(out):
+        comparison = run_compare(cfg, seeds, out, overwrite=overwrite,
+                                 progress=not (quiet or as_json), references=references)
     if as_json:
         print(to_json(comparison))
     else:
@@ -59,9 +64,13 @@ def compare(*, config: str, overrides: list[str], seeds: int | None, out: str | 
 def marks(*, config: str, overrides: list[str], task_b: list[str], out: str | None, overwrite: bool,
           as_json: bool, quiet: bool) -> int:
     """``qepi marks CONFIG [--set k=v] [--task-b data.k=v] [--out DIR] [--overwrite] [--json]``."""
+    from qepi.experiments.marks import default_marks_dir, format_report, marks_experiment
+    from qepi.experiments.rundir import REPORT, exclusive
+
     cfg = load_config(config, overrides)
     out = Path(out) if out else default_marks_dir(cfg)
-    result = marks_experiment(cfg, task_b, out, progress=not (quiet or as_json), overwrite=overwrite)
+    with exclusive(out):
+        result = marks_experiment(cfg, task_b, out, progress=not (quiet or as_json), overwrite=overwrite)
     if as_json:
         print(json.dumps(result))
     else:
@@ -73,6 +82,13 @@ def marks(*, config: str, overrides: list[str], task_b: list[str], out: str | No
 def render(directory: str | Path) -> Path:
     """Render the report of a run, comparison, sweep or marks directory again from its
     saved files; returns the report's path."""
+    from qepi.experiments.compare import summarize
+    from qepi.experiments.marks import format_report
+    from qepi.experiments.report import render_compare_report, render_run_report, render_sweep_report
+    from qepi.experiments.rundir import COMPARISON_DIR, MARKS, MARKS_DIR, REPORT, RUN, SWEEP_DIR, kind_of
+    from qepi.experiments.sweep import aggregate
+    from qepi.training import atomic_write_text
+
     directory = Path(directory)
     if not directory.is_dir():
         raise UserError(f"{directory}: no such directory")

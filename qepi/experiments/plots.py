@@ -35,34 +35,51 @@ def epoch_curves(records: list[dict[str, Any]]) -> dict[str, dict[int, float]]:
     return {k: {e: sum(v) / len(v) for e, v in sorted(d.items())} for k, d in sums.items()}
 
 
-def _mean_curve(curves: list[dict[int, float]]) -> tuple[list[int], list[float]]:
-    """Mean over runs at the epochs every run reached (early stopping can end runs early)."""
+def seed_band(curves: list[dict[int, float]]) -> tuple[list[int], list[float], list[float], list[float]]:
+    """(epochs from 1, mean, min, max) over runs at the epochs every run reached (early
+    stopping can end runs early).
+
+    >>> seed_band([{0: 1.0, 1: 0.5}, {0: 0.6, 1: 0.3, 2: 0.2}])
+    ([1, 2], [0.8, 0.4], [0.6, 0.3], [1.0, 0.5])
+    """
     curves = [c for c in curves if c]
     if not curves:
-        return [], []
+        return [], [], [], []
     epochs = sorted(set.intersection(*(set(c) for c in curves)))
-    return [e + 1 for e in epochs], [sum(c[e] for c in curves) / len(curves) for e in epochs]
+    values = [[c[e] for c in curves] for e in epochs]
+    return ([e + 1 for e in epochs], [sum(v) / len(v) for v in values],
+            [min(v) for v in values], [max(v) for v in values])
 
 
-def plot_learning_curves(path: Path, runs: dict[str, list[Path]], labels: dict[str, str]) -> None:
-    """Train loss and dev accuracy per epoch (mean over seeds) of every model, one figure."""
+def _draw(ax, curves: list[dict[int, float]], color, label: str) -> None:
+    """The mean curve and, over several seeds, the band from the lowest to the highest seed."""
+    x, mean, low, high = seed_band(curves)
+    ax.plot(x, mean, marker="o", ms=3, color=color, label=label)
+    if len([c for c in curves if c]) > 1:
+        ax.fill_between(x, low, high, color=color, alpha=0.2, lw=0)
+
+
+def plot_learning_curves(path: Path, runs: dict[str, list[Path]], labels: dict[str, str]):
+    """Train loss and dev accuracy per epoch of every model, one figure: the mean over seeds
+    as a line, the spread between the lowest and highest seed as a band. Returns the figure."""
     fig, (ax_loss, ax_acc) = subplots(1, 2, figsize=(10, 4))
     for variant, dirs in runs.items():
         curves = [epoch_curves(read_metrics(d / METRICS)) for d in dirs]
         color = COLORS.get(variant)
-        x, y = _mean_curve([c.get("train_loss", {}) for c in curves])
-        ax_loss.plot(x, y, marker="o", ms=3, color=color, label=labels[variant])
+        _draw(ax_loss, [c.get("train_loss", {}) for c in curves], color, labels[variant])
         key = "dev_acc" if any("dev_acc" in c for c in curves) else "train_acc"
-        x, y = _mean_curve([c.get(key, {}) for c in curves])
-        ax_acc.plot(x, y, marker="o", ms=3, color=color, label=labels[variant])
+        _draw(ax_acc, [c.get(key, {}) for c in curves], color, labels[variant])
         ax_acc.set_ylabel("dev accuracy" if key == "dev_acc" else "train accuracy")
+    seeds = max(len(d) for d in runs.values())
+    spread = ", band: lowest to highest seed" if seeds > 1 else ""
     ax_loss.set(xlabel="epoch", ylabel="train loss (cross-entropy)", title="Learning curves")
-    ax_acc.set(xlabel="epoch", title=f"mean over {max(len(d) for d in runs.values())} seed(s)")
+    ax_acc.set(xlabel="epoch", title=f"mean over {seeds} seed(s){spread}")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    return fig
 
 
 def plot_accuracy_vs_params(path: Path, comparison: dict[str, Any]) -> None:
@@ -109,4 +126,5 @@ def plot_grid_accuracy(path: Path, agg: dict[str, Any]) -> None:
     fig.savefig(path, dpi=110)
 
 
-__all__ = ["COLORS", "epoch_curves", "plot_accuracy_vs_params", "plot_grid_accuracy", "plot_learning_curves"]
+__all__ = ["COLORS", "epoch_curves", "plot_accuracy_vs_params", "plot_grid_accuracy", "plot_learning_curves",
+           "seed_band"]

@@ -12,6 +12,10 @@ unasked:
 - :func:`continued_dir` (``qepi sweep``, ``sweep --tune``): started again in the same
   directory, a command continues where it stopped, provided the directory holds the same
   kind of work (the same base config, the same plan).
+- :func:`exclusive`: one command at a time per directory. The commands hold an ``flock`` on
+  ``.<name>.lock`` beside the directory (beside, because a replaced directory is renamed)
+  while they run; a second one is refused with the process id of the first. The file
+  holds that process id and is removed when the command ends.
 
 Example:
     >>> import tempfile
@@ -26,7 +30,9 @@ Example:
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -128,6 +134,57 @@ def fresh_dir(path: str | Path, kind: DirKind, overwrite: bool) -> Iterator[Path
         shutil.rmtree(backup)
 
 
+def lock_path(path: str | Path) -> Path:
+    """The lock file of output directory ``path``: ``.<name>.lock`` beside it."""
+    path = Path(path).absolute()
+    return path.parent / f".{path.name}.lock"
+
+
+def _holder(fd: int) -> str:
+    pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    return f"process {pid}" if pid.isdigit() else "another process"
+
+
+@contextmanager
+def exclusive(path: str | Path) -> Iterator[Path]:
+    """Hold the lock of output directory ``path`` for the block; a UserError names the
+    process that holds it already. Yields the lock file.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d, exclusive(f"{d}/run") as lock:
+    ...     with exclusive(f"{d}/run"):
+    ...         pass
+    Traceback (most recent call last):
+    ...
+    qepi.errors.UserError: .../run: in use by process ... (another qepi command writes there); wait for it to end or choose another --out
+    """
+    lock = lock_path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise UserError(f"{path}: in use by {holder} (another qepi command writes there); "
+                            f"wait for it to end or choose another --out") from None
+        try:  # the previous holder may have removed the file between our open and flock
+            current = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield lock
+    finally:
+        os.unlink(lock)  # still held: a waiting opener sees a removed file and retries
+        os.close(fd)
+
+
 def _saved(path: Path) -> Any:
     return load(path) if path.suffix == ".toml" else json.loads(path.read_text())
 
@@ -172,5 +229,5 @@ __all__ = [
     "CONFIG", "HISTORY", "KINDS", "LEARNING_CURVES", "MARKS", "MARKS_DIR", "MARKS_PLAN", "METRICS",
     "MODEL", "REPORT", "RUN", "SEARCH", "SEARCH_DIR", "SUMMARY", "SWEEP", "SWEEP_ACCURACY",
     "SWEEP_DIR", "SWEEP_PLAN", "TRIALS", "TUNE_PLAN", "TUNE_STATE", "DirKind", "continued_dir",
-    "fresh_dir", "kind_of", "read_summary",
+    "exclusive", "fresh_dir", "kind_of", "lock_path", "read_summary",
 ]

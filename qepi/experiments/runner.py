@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from qepi import __version__
-from qepi.config import Config, load, to_toml
+from qepi.config import Config, check_run_name, load, to_toml
 from qepi.data import Dataset, load_dataset
 from qepi.diagnostics import training_monitors
 from qepi.errors import UserError
@@ -59,7 +59,7 @@ def model_kind(cfg: Config) -> str:
 
 def default_run_dir(cfg: Config) -> Path:
     """``<run.out_dir>/<run.name>``, the name defaulting to ``<task>-<kind>-s<seed>``."""
-    name = cfg.run.name or f"{cfg.data.task}-{model_kind(cfg)}-s{cfg.run.seed}"
+    name = check_run_name(cfg.run.name) or f"{cfg.data.task}-{model_kind(cfg)}-s{cfg.run.seed}"
     return Path(cfg.run.out_dir) / name
 
 

@@ -192,6 +192,11 @@ def _scheduler(kind: str, grid: dict[str, list[Any]], samples: int, epochs: int)
         quantile_fraction=min(0.5, max(0.25, 1 / samples)), resample_probability=0.25, synch=True)
 
 
+def default_tune_dir(cfg: Config) -> Path:
+    """``<run.out_dir>/tune-<run.name or task>``."""
+    return Path(cfg.run.out_dir) / f"tune-{cfg.run.name or cfg.data.task}"
+
+
 def search(cfg: Config, grid: dict[str, list[Any]], scheduler: str = "asha", samples: int = 4,
            out: str | Path | None = None, *, address: str | None = None, cpus_per_trial: int = 1,
            retries: int = 3, callbacks=(), progress: bool = True) -> dict[str, Any]:
@@ -202,9 +207,7 @@ def search(cfg: Config, grid: dict[str, list[Any]], scheduler: str = "asha", sam
     ``retries``: restarts from the last checkpoint of a trial whose actor or node died.
     """
     _check(cfg, grid, scheduler, samples)
-    if out is None:
-        out = Path(cfg.run.out_dir) / f"tune-{cfg.run.name or cfg.data.task}"
-    out = Path(out).resolve()
+    out = Path(out if out is not None else default_tune_dir(cfg)).resolve()
     plan = {"scheduler": scheduler, "samples": samples, "grid": grid}
     _prepare(out, cfg, plan)
     import_ray()

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from qepi.backends import ExecutionStats, Executor, backend_entry, check_backend, make_executor
+from qepi.backends import (ExecutionStats, Executor, backend_entry, check_backend, make_executor,
+                           rows_that_fit)
 from qepi.backends.pennylane import PennyLaneExecutor, measurement_kind
 from qepi.config import Backend
 from qepi.errors import UserError
@@ -457,9 +458,40 @@ class QuantumLayer(nn.Module):
         copies = (self.copies,) if self.copies > 1 else ()
         results = []
         for executor in executors:
-            values = executor(rows, weights)  # (N, K, n_outputs)
+            values = self._execute(executor, rows, weights)  # (N, K, n_outputs)
             results.append(values.reshape((*lead, *copies, *self._outputs.shape)))
         return tuple(results) if len(results) > 1 else results[0]
+
+    def _execute(self, executor: Executor, rows: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``executor(rows, weights)`` (N, K, F) -> (N, K, n_outputs), in blocks of rows whose
+        states fit in memory (:func:`qepi.backends.rows_that_fit`) unless the executor bounds
+        its memory itself. With gradients, an exact backend's blocks are recomputed in the
+        backward pass (``torch.utils.checkpoint``) so that one block's graph is held at a time;
+        shot-sampled blocks keep their graphs (a recomputation would draw other shots)."""
+        n, k = rows.shape[:2]
+        capabilities = getattr(executor, "capabilities", None)  # an injected executor may not say
+        if (capabilities is not None and capabilities.bounds_memory) or self.n_qubits is None:
+            return executor(rows, weights)
+        block = rows_that_fit(self.n_qubits, self.backend, n, copies=k)
+        if block >= n:
+            return executor(rows, weights)
+        sampled = self.backend.shots > 0 or bool(self._route and self._route.shots)
+        needs_grad = rows.requires_grad or any(w.requires_grad for w in weights.values())
+        names = list(weights)
+
+        def run(part: torch.Tensor, *values: torch.Tensor) -> torch.Tensor:
+            return executor(part, dict(zip(names, values)))  # (n_block, K, n_outputs)
+
+        out = []
+        for start in range(0, n, block):
+            part = rows[start:start + block]  # (n_block, K, F)
+            if torch.is_grad_enabled() and needs_grad and not sampled:
+                from torch.utils.checkpoint import checkpoint
+
+                out.append(checkpoint(run, part, *weights.values(), use_reentrant=False))
+            else:
+                out.append(run(part, *weights.values()))
+        return torch.cat(out)  # (N, K, n_outputs)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """(..., [K,] F) -> (..., [K,] *output shape); a shot vector adds a leading dimension."""

@@ -50,6 +50,7 @@ from qepi.data import UNK, Dataset, Split, batch_order
 from qepi.errors import UserError
 from qepi.training.checkpoint import model_record, rng_state, save_checkpoint, set_rng_state
 from qepi.training.metrics import MetricsLog, summary_writer_class
+from qepi.training.progress import progress_bar
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 SCHEDULES = ("constant", "cosine", "linear")
@@ -376,8 +377,6 @@ class Trainer:
         wall_time_s. With ``train.restore_best`` the final weights are those of the best dev
         epoch.
         """
-        from tqdm import tqdm  # the text bar: works in terminals and notebooks alike
-
         t = self.cfg.train
         if t.threads > 0:
             torch.set_num_threads(t.threads)  # intra-op threads cost more than they save here
@@ -388,8 +387,8 @@ class Trainer:
         self._start = time.perf_counter()
         self._emit("on_train_start")
         train = self.dataset.train
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
-                   desc=self.cfg.run.name or self.dataset.task, unit="step", leave=False)
+        bar = progress_bar(self.total_steps, self.step, self.steps_per_epoch,  # a line per epoch in a log
+                           self.cfg.run.name or self.dataset.task, enabled=self.progress)
         epoch_metrics: dict[str, Any] = {}
         try:
             while self.epoch < self.epochs and not self.stopped_early and self.step < self.total_steps:

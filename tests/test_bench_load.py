@@ -1,0 +1,49 @@
+"""`qepi bench`: torch threads as training uses them, the machine's load stated, a warning when busy."""
+
+import json
+
+import pytest
+import torch
+
+from qepi.bench import BUSY_RULE, machine_load
+from qepi.cli import main
+
+TINY_EXACT = ["bench", "exact", "--qubits", "2", "--batch", "2", "--tokens", "2", "--repeats", "1",
+              "--loop-batch", "0"]
+
+
+@pytest.fixture
+def restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_busy_means_fewer_idle_cores_than_the_benchmark_needs():
+    assert machine_load(1, cpus=2, load_average=0.4)["busy"] is False
+    assert machine_load(1, cpus=2, load_average=1.0)["busy"] is True  # one other busy process
+    assert machine_load(2, cpus=2, load_average=0.4)["busy"] is False
+    assert machine_load(4, cpus=8, load_average=3.0)["busy"] is False
+    assert machine_load(4, cpus=8, load_average=4.0)["busy"] is True
+
+
+def test_bench_exact_trains_on_one_thread_and_warns_on_a_busy_machine(monkeypatch, capsys, restore_threads):
+    torch.set_num_threads(2)
+    monkeypatch.setattr("os.getloadavg", lambda: (3.5, 3.0, 2.5))
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert main([*TINY_EXACT, "--json"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert (report["threads"], report["cpus"], report["load_average"], report["busy"]) == (1, 2, 3.5, True)
+    assert torch.get_num_threads() == 1  # the default is train.threads, not torch's default
+    assert captured.err.count("\n") == 1 and captured.err.startswith("qepi: warning: load average 3.50")
+    assert BUSY_RULE in captured.err
+
+
+def test_an_idle_machine_gets_no_warning_and_the_header_states_the_load(monkeypatch, capsys, restore_threads):
+    monkeypatch.setattr("os.getloadavg", lambda: (0.2, 0.2, 0.2))
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert main([*TINY_EXACT, "--threads", "2"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert "torch threads 2, 2 cores, load average 0.20 at the start" in captured.out.splitlines()[0]
