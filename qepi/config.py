@@ -108,8 +108,8 @@ class Backend(_Section):
     """Where circuits run and how their expectation values are estimated."""
 
     name: str = "default.qubit"  # default.qubit | lightning.qubit | exact | aer
-    shots: int = 0  # 0 = exact expectation values; > 0 = sampled estimate (aer)
-    noise: str = ""  # "" | "depolarizing" | a fake IBM backend, e.g. "FakeManilaV2" (aer)
+    shots: int = 0  # 0 = exact expectation values; > 0 = sampled estimate (aer, exact)
+    noise: str = ""  # "" | "depolarizing" | a fake IBM backend, e.g. "FakeManilaV2" (aer, exact)
     depolarizing_1q: float = 0.0  # depolarizing probability after each 1-qubit gate
     depolarizing_2q: float = 0.0  # depolarizing probability after each 2-qubit gate
     readout_error: float = 0.0  # probability of flipping each measured bit
