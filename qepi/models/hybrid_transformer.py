@@ -149,18 +149,16 @@ class HybridTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, seed=cfg.run.seed + 1 + i) for i in range(m.n_blocks))
         self.norm = nn.LayerNorm(m.d_model)
         self.head = nn.Linear(m.d_model, inputs.n_classes)
-        self._record = ForwardRecord()  # of the latest forward run without a record of its own
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
                 record: ForwardRecord | None = None) -> torch.Tensor:
         """x: token ids (B, T) or features (B, T, F); mask: (B, T) True for real tokens.
 
         ``record`` receives what the layers computed on the way (regulation losses, expressed
-        gates, attention weights); without one the model keeps a record of its own for
-        :meth:`regularization_loss`.
+        gates, attention weights); the Trainer passes one to add the regulation losses.
         """
-        if record is None:
-            record = self._record = ForwardRecord()
+        if record is None:  # nobody asked for the auxiliary results
+            record = ForwardRecord()
         t = x.shape[1]
         h = self.dropout(self.embedding(x, record) + self.position[:t])  # (B, T, d_model)
         for block in self.blocks:
@@ -170,12 +168,6 @@ class HybridTransformer(nn.Module):
     def quantum_layers(self) -> list[QuantumLayer]:
         """Every QuantumLayer inside the model."""
         return [m for m in self.modules() if isinstance(m, QuantumLayer)]
-
-    def regularization_loss(self) -> torch.Tensor:
-        """Regulation losses (expression penalty, load balancing) of the latest forward run
-        without a record of its own: the hook the Trainer calls right after its forward. Code
-        that needs the losses or reports of one particular forward passes a ForwardRecord."""
-        return self._record.regularization_loss()
 
     def set_backend(self, backend) -> None:
         """Run every quantum layer on another backend (staged training: exact -> aer)."""

@@ -36,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import time
 from pathlib import Path
@@ -48,6 +49,7 @@ from torch import nn
 from qepi.config import Config
 from qepi.data import UNK, Dataset, Split, batch_order
 from qepi.errors import UserError
+from qepi.layers import ForwardRecord
 from qepi.training.checkpoint import model_record, rng_state, save_checkpoint, set_rng_state
 from qepi.training.metrics import MetricsLog, summary_writer_class
 from qepi.training.progress import progress_bar
@@ -179,6 +181,8 @@ class Trainer:
         self.progress = progress
         self.seed = cfg.run.seed
         self.optimizer = make_optimizer(model, cfg)
+        # a model whose forward takes a ForwardRecord reports its auxiliary losses there
+        self.records_losses = "record" in inspect.signature(model.forward).parameters
         self.steps_per_epoch = math.ceil(len(dataset.train) / t.batch_size)
         self.epochs, self.budget = planned_epochs(t, len(dataset.train))
         self.total_steps = self.epochs * self.steps_per_epoch
@@ -288,10 +292,15 @@ class Trainer:
         """One optimizer step on ``batch``; returns the step's metrics."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.model(batch.x, batch.mask)  # (B, n_classes)
-        loss = F.cross_entropy(logits, batch.y)
-        regularization = getattr(self.model, "regularization_loss", None)  # e.g. expression penalty
-        (loss if regularization is None else loss + regularization()).backward()
+        if self.records_losses:  # e.g. the expression penalty of regulated layers
+            record = ForwardRecord()
+            logits = self.model(batch.x, batch.mask, record=record)  # (B, n_classes)
+            loss = F.cross_entropy(logits, batch.y)
+            (loss + record.regularization_loss()).backward()
+        else:
+            logits = self.model(batch.x, batch.mask)  # (B, n_classes)
+            loss = F.cross_entropy(logits, batch.y)
+            loss.backward()
         clip = self.cfg.train.grad_clip
         params = [p for p in self.model.parameters() if p.grad is not None]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
