@@ -376,14 +376,10 @@ def update(cfg: Config, **sections: dict[str, Any]) -> Config:
 BUILTIN_BACKENDS = ("default.qubit", "lightning.qubit", "exact", "aer")  # qepi.backends.backend_names()
 # backend keys beside `name` and the built-in backends that read them (others ignore them;
 # backend.shots is not listed: the others refuse it)
-BACKEND_READERS = {
-    "noise": ("aer",),
-    "depolarizing_1q": ("aer",),
-    "depolarizing_2q": ("aer",),
-    "readout_error": ("aer",),
+BACKEND_READERS = {  # shots and noise are refused, not ignored, where a backend cannot do them
     "dtype": ("default.qubit", "lightning.qubit", "exact"),
     "threads": ("aer",),
-    "chunk_rows": ("aer",),
+    "chunk_rows": ("aer", "exact"),
     "strategy": ("exact",),
 }
 # data keys beside `task` and the tasks that read them

@@ -167,7 +167,13 @@ class PennyLaneExecutor(ExecutorBase):
         return torch.cat(columns, dim=-1).reshape(n, k, -1).to(inputs.dtype)  # (N, K, n_outputs)
 
 
-def _no_shots(backend: Backend) -> None:
+def _exact_values_only(backend: Backend) -> None:
+    """Refuse shots and noise: these PennyLane devices compute exact, noiseless values."""
+    noise = [f"backend.{key}={getattr(backend, key)!r}" for key in
+             ("noise", "depolarizing_1q", "depolarizing_2q", "readout_error") if getattr(backend, key)]
+    if noise:
+        raise UserError(f"{noise[0]}: {backend.name} simulates without noise; use "
+                        f"backend.name='aer' or 'exact' for noise")
     if backend.shots:
         how = {"default.qubit": "backprop", "lightning.qubit": "adjoint differentiation"}
         raise UserError(f"backend.shots={backend.shots}: {backend.name} ({how[backend.name]}) "
@@ -177,14 +183,14 @@ def _no_shots(backend: Backend) -> None:
 register_backend(BackendEntry(
     "default.qubit",
     build=lambda qfunc, n_qubits, backend, seed=0: PennyLaneExecutor(qfunc, n_qubits, backend),
-    validate=_no_shots,
+    validate=_exact_values_only,
     summary="PennyLane's statevector simulator with torch backprop: the reference",
     capabilities=PennyLaneExecutor.capabilities,
 ))
 register_backend(BackendEntry(
     "lightning.qubit",
     build=lambda qfunc, n_qubits, backend, seed=0: PennyLaneExecutor(qfunc, n_qubits, backend),
-    validate=_no_shots,
+    validate=_exact_values_only,
     summary="PennyLane Lightning's C++ statevector simulator with adjoint differentiation",
     capabilities=PennyLaneExecutor.capabilities,
 ))
