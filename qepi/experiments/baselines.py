@@ -251,7 +251,7 @@ def _p_value(test: dict[str, Any]) -> str:
 
 
 def _paired_text(test: dict[str, Any]) -> str:
-    diff = round(test["diff"], 9) + 0.0  # no "-0.000" for a difference that is zero up to rounding
+    diff = test["diff"] if abs(test["diff"]) >= 5e-4 else 0.0  # no "-0.000" for what rounds to zero
     return f"{diff:+.3f} ({_p_value(test)})"
 
 
