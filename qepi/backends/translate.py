@@ -174,17 +174,18 @@ def flatten_op(op, out: list, depth: int = 0) -> None:
             f"wires cannot be run by the aer backend (PennyLane's decomposition of it is not "
             f"differentiable in torch); build it from rotation gates, or use a 1-wire matrix"
         )
-    if depth >= _MAX_DEPTH or not op.has_decomposition:
+    try:  # PennyLane's decompositions fail with NumPy, torch or own errors
+        decomposable = depth < _MAX_DEPTH and op.has_decomposition
+        decomposition = op.decomposition() if decomposable else None
+    except Exception as err:  # noqa: BLE001
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"gate {name} on wires {list(op.wires)} cannot be run by the aer "
+                        f"backend: PennyLane cannot decompose it ({first})") from None
+    if decomposition is None:
         raise UserError(
             f"gate {name} cannot be run by the aer backend: it has no decomposition into "
             f"gates with a two-term shift rule ({', '.join(SHIFTABLE_GATES)}) and fixed gates"
         )
-    try:
-        decomposition = op.decomposition()
-    except Exception as err:  # PennyLane's decompositions fail with NumPy, torch or own errors
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"gate {name} on wires {list(op.wires)} cannot be run by the aer "
-                        f"backend: PennyLane cannot decompose it ({first})") from None
     for sub in decomposition:
         flatten_op(sub, out, depth + 1)
 
@@ -225,12 +226,12 @@ def _real(coeff, obs) -> Coefficient:
     if isinstance(coeff, torch.Tensor):
         if coeff.is_complex():
             if coeff.detach().imag.abs().max() > 1e-10:
-                raise UserError(f"observable {obs} has a complex coefficient")
+                raise UserError(f"observable {describe(obs)} has a complex coefficient")
             coeff = coeff.real
         return coeff
     value = complex(np.asarray(coeff).item())
     if abs(value.imag) > 1e-12:
-        raise UserError(f"observable {obs} has a complex coefficient")
+        raise UserError(f"observable {describe(obs)} has a complex coefficient")
     return float(value.real)
 
 
@@ -287,13 +288,14 @@ def observable_terms(obs, n_qubits: int) -> dict[str, Coefficient]:
     elif obs.has_matrix and len(obs.wires) <= _MAX_MATRIX_WIRES:
         matrix = qml.matrix(obs, wire_order=obs.wires)
         if qml.math.ndim(matrix) != 2:
-            raise UserError(f"observable {obs}: a batch of matrices cannot be measured on aer")
+            raise UserError(f"observable {describe(obs)}: a batch of matrices cannot be "
+                            f"measured on aer; use a constant matrix or a sum of Pauli words")
         for pauli_word, coeff in qml.pauli_decompose(matrix, wire_order=obs.wires,
                                                      pauli=True).items():
             _add(terms, _word(pauli_word, n_qubits), coeff)
     else:
-        raise UserError(f"observable {obs} has no Pauli decomposition the aer backend can "
-                        f"measure; use a sum of Pauli words or a Hermitian on at most "
+        raise UserError(f"observable {describe(obs)} has no Pauli decomposition the aer "
+                        f"backend can measure; use a sum of Pauli words or a Hermitian on at most "
                         f"{_MAX_MATRIX_WIRES} wires")
     return {word: _real(coeff, obs) for word, coeff in terms.items()}
 
@@ -319,16 +321,27 @@ def _measurement(mp, n_qubits: int) -> tuple[Measurement, list[Coefficient]]:
     return Measurement(kind, words=tuple(terms)), list(terms.values())
 
 
+def describe(op) -> str:
+    """A one-line name for an operator or observable (its repr may print a whole matrix).
+
+    >>> import pennylane as qml, numpy as np
+    >>> describe(qml.Hermitian(np.eye(2), wires=0))
+    'Hermitian on wires [0]'
+    """
+    return f"{op.name} on wires {op.wires.tolist()}"
+
+
 def _wire_index(wire, n_qubits: int) -> int:
     if isinstance(wire, (int, np.integer)) and 0 <= int(wire) < n_qubits:
         return int(wire)
     raise UserError(f"wire {wire!r} is not one of the integer wires 0..{n_qubits - 1}")
 
 
-def _rows_of(value: torch.Tensor, n_rows: int | None, what: str) -> int | None:
-    """Check that ``value`` is a scalar or one value per row; returns the row count."""
+def _rows_of(value: torch.Tensor, n_rows: int | None, what: Callable[[], str]) -> int | None:
+    """Check that ``value`` is a scalar or one value per row; returns the row count.
+    ``what()`` names the value in the error."""
     if value.dim() > 1 or (value.dim() == 1 and n_rows not in (None, len(value))):
-        raise UserError(f"{what}: shape {tuple(value.shape)} is neither a scalar nor one "
+        raise UserError(f"{what()}: shape {tuple(value.shape)} is neither a scalar nor one "
                         f"value per row ({n_rows} rows)")
     return len(value) if value.dim() == 1 else n_rows
 
@@ -369,15 +382,16 @@ def trace_gates(
             if theta.detach().imag.abs().max() > 1e-10:
                 raise UserError(f"gate {op.name} on wires {wires}: complex angle")
             theta = theta.real
-        n_rows = _rows_of(theta, n_rows, f"gate {op.name} on wires {wires}: angle")
+        n_rows = _rows_of(theta, n_rows, lambda: f"gate {op.name} on wires {wires}: angle")
         gates.append(Gate(op.name, wires, angle=len(angles)))
         angles.append(theta)
     measurements, coefficients = [], []
     for mp in tape.measurements:
         measurement, coeffs = _measurement(mp, n_qubits)
+        kind = measurement.kind
         for c in coeffs:
             if isinstance(c, torch.Tensor):
-                n_rows = _rows_of(c, n_rows, f"coefficient of {mp}")
+                n_rows = _rows_of(c, n_rows, lambda: f"a coefficient of {kind}({describe(mp.obs)})")
         measurements.append(measurement)
         coefficients.append(coeffs)
     return Traced(n_qubits, gates, angles, measurements, coefficients, n_rows)
