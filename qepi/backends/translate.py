@@ -40,6 +40,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -169,11 +170,9 @@ def flatten_op(op, out: list, depth: int = 0) -> None:
         out.append(op)
         return
     if name in _MATRIX_GATES and _trainable_multiwire_matrix(op):
-        raise UserError(
-            f"gate {name} on wires {list(op.wires)}: a trainable matrix on 2 or more target "
-            f"wires cannot be run by the aer backend (PennyLane's decomposition of it is not "
-            f"differentiable in torch); build it from rotation gates, or use a 1-wire matrix"
-        )
+        for sub in gradient_rotations(op):
+            flatten_op(sub, out, depth + 1)
+        return
     try:  # PennyLane's decompositions fail with NumPy, torch or own errors
         decomposable = depth < _MAX_DEPTH and op.has_decomposition
         decomposition = op.decomposition() if decomposable else None
@@ -188,6 +187,52 @@ def flatten_op(op, out: list, depth: int = 0) -> None:
         )
     for sub in decomposition:
         flatten_op(sub, out, depth + 1)
+
+
+def gradient_rotations(op) -> list:
+    """A gate with a trainable matrix U(θ) as Pauli rotations of angle zero that carry its
+    gradient, then U with the matrix detached (for matrices whose PennyLane decomposition
+    is not differentiable in torch).
+
+    To first order U(θ + δ) = U(θ) exp(Ω δ) with Ω = U† ∂U/∂θ anti-Hermitian, and
+    Ω = -i/2 Σ_P φ'_P P over the non-identity Pauli words P with
+    φ'_P = 2i tr(P Ω) / 2ⁿ (the identity part is a global phase). So PauliRot(φ_P, P), with
+    φ_P = Re[2i tr(P U₀† (U - U₀))] / 2ⁿ equal to zero but with that derivative, placed
+    before the constant U₀ gives the same values and gradients.
+
+    >>> import pennylane as qml, torch
+    >>> w = torch.tensor(0.3, requires_grad=True)
+    >>> u = torch.linalg.matrix_exp(-0.5j * w * torch.diag(torch.tensor([1, -1, -1, 1.0])))
+    >>> ops = gradient_rotations(qml.QubitUnitary(u, wires=[0, 1]))  # IsingZZ(w)
+    >>> slopes = {op.hyperparameters["pauli_word"]: float(torch.autograd.grad(
+    ...     op.data[0], w, retain_graph=True)[0]) for op in ops[:-1]}  # dφ_P / dw
+    >>> {word: round(slope, 9) for word, slope in slopes.items() if abs(slope) > 1e-12}
+    {'ZZ': 1.0}
+    >>> sum(float(op.data[0]) ** 2 for op in ops[:-1])  # every angle is zero
+    0.0
+    >>> ops[-1].name, ops[-1].data[0].requires_grad
+    ('QubitUnitary', False)
+    """
+    import itertools
+
+    import pennylane as qml
+
+    n = len(op.wires)
+    u = op.matrix()  # (..., 2**n, 2**n) in the order of op.wires, differentiable
+    u0 = u.detach()
+    change = u0.conj().transpose(-2, -1) @ (u - u0)  # zero, with derivative Ω dθ
+    letters = {"I": np.eye(2), "X": qml.matrix(qml.X(0)), "Y": qml.matrix(qml.Y(0)),
+               "Z": qml.matrix(qml.Z(0))}
+    rotations = []
+    for word in itertools.product("IXYZ", repeat=n):
+        if set(word) == {"I"}:
+            continue
+        pauli = torch.as_tensor(
+            functools.reduce(np.kron, [letters[a] for a in word]), dtype=change.dtype)
+        trace = torch.einsum("ij,...ji->...", pauli, change)  # (...,) tr(P U₀† (U - U₀))
+        angle = (2j * trace).real / 2**n
+        rotations.append(qml.PauliRot(angle, "".join(word), wires=op.wires))
+    return rotations + [qml.QubitUnitary(u0, wires=op.wires)]
 
 
 def _trainable_multiwire_matrix(op) -> bool:

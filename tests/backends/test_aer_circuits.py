@@ -134,12 +134,30 @@ class TestGates:
         assert_matches_default_qubit(circuit, torch.rand(3, 1, 2, generator=gen, dtype=F64),
                                      torch.rand(1, 1, generator=gen, dtype=F64))
 
-    def test_trainable_multiwire_unitary_is_refused_by_name(self):
-        circuit = _gate_circuit(lambda w: qml.QubitUnitary(
-            torch.linalg.matrix_exp(1j * torch.kron(_herm(w), _herm(w.flip(0)))), wires=[0, 1]))
-        w = torch.rand(1, 7, dtype=F64, requires_grad=True)
-        with pytest.raises(UserError, match=r"gate QubitUnitary on wires \[0, 1\]: a trainable"):
-            AerExecutor(circuit, N_QUBITS, Backend(name="aer"))(torch.rand(2, 1, 3), {"weights": w})
+    @pytest.mark.parametrize("controlled", [False, True])
+    def test_trainable_multiwire_unitary(self, controlled):
+        def gate(w):
+            u = torch.linalg.matrix_exp(1j * torch.kron(_herm(w), _herm(w.flip(0))))
+            if controlled:
+                return qml.ControlledQubitUnitary(u, wires=[2, 0, 1])
+            return qml.QubitUnitary(u, wires=[1, 0])
+
+        gen = torch.Generator().manual_seed(11)
+        x = torch.rand(2, 1, N_QUBITS, generator=gen, dtype=F64)
+        w = torch.rand(1, 7, generator=gen, dtype=F64)
+        assert_matches_default_qubit(_gate_circuit(gate), x, w)
+
+    def test_trainable_multiwire_unitary_from_inputs(self):
+        def circuit(inputs, weights):  # a broadcast matrix: traced row by row
+            h = torch.kron(_herm(weights[:4]), torch.eye(2, dtype=F64)) + inputs[..., 0, None, None] \
+                * torch.kron(torch.eye(2, dtype=F64), _herm(weights[1:5]))  # (N, 4, 4)
+            qml.RY(inputs[..., 1], wires=2)
+            qml.QubitUnitary(torch.linalg.matrix_exp(1j * h), wires=[2, 0])
+            return [qml.expval(qml.PauliZ(2) @ qml.PauliX(0)), qml.probs(wires=[0])]
+
+        gen = torch.Generator().manual_seed(12)
+        assert_matches_default_qubit(circuit, torch.rand(3, 1, 2, generator=gen, dtype=F64),
+                                     torch.rand(1, 5, generator=gen, dtype=F64))
 
     def test_undecomposable_gate_is_named_without_raw_errors(self):
         def circuit(inputs, weights):  # PennyLane cannot decompose a broadcast 2-wire unitary
