@@ -8,6 +8,11 @@ angle shifted by ±π/2. All of them run through Qiskit templates built once per
 structure and only re-bound per step (:class:`qepi.compat.aer.TemplateRunner`), in chunks
 of ``backend.chunk_rows`` circuits.
 
+Tracing. All N·K rows are traced at once. Where that fails (a Python ``if`` on a weight
+with K > 1 copies or on an input; a PennyLane decomposition that does not take broadcast
+angles), each copy is traced with its own weights, and where that fails too, each row;
+rows that share a circuit structure still run as one batch (:meth:`AerExecutor.segments`).
+
 Measurement. Every output is a function of *linear quantities* of the state: Pauli word
 values ⟨P⟩ and outcome probabilities. The words (and ``probs`` wire sets) are grouped into
 qubit-wise commuting groups; each group is one template: the circuit, basis rotations, and
@@ -222,8 +227,9 @@ def circuit_ids(row_ids: np.ndarray, rows: np.ndarray, cols: np.ndarray,
 
 
 @dataclass
-class _Segment:
-    """Rows of a call that share one circuit structure: their angles and coefficients."""
+class Segment:
+    """Rows of a call that share one circuit structure (:meth:`AerExecutor.segments`): one
+    trace of it, and the angles and coefficients of its G rows."""
 
     traced: Traced  # one trace of the structure (gates, measurements)
     theta: torch.Tensor  # (G, P) angles of the G rows, differentiable
@@ -232,7 +238,7 @@ class _Segment:
     rows: np.ndarray  # (G,) indices into the call's N*K rows
 
     @classmethod
-    def join(cls, parts: list[tuple[Traced, np.ndarray]]) -> "_Segment":
+    def join(cls, parts: list[tuple[Traced, np.ndarray]]) -> "Segment":
         """One segment from traces of the same structure, each covering ``rows`` (G_i,)."""
         first = parts[0][0]
         p = len(first.angles)
@@ -479,7 +485,8 @@ class AerExecutor(ExecutorBase):
         row_weights = broadcast_weights({m: w.to(torch.float64) for m, w in weights.items()}, n)
         return trace_gates(self.qfunc, rows, row_weights, self.n_qubits)
 
-    def segments(self, inputs: torch.Tensor, weights: dict[str, torch.Tensor]) -> list:
+    def segments(self, inputs: torch.Tensor,
+                 weights: dict[str, torch.Tensor]) -> list[Segment]:
         """The call's N*K rows traced as one batch where possible, else copy by copy (each
         copy's weights unbatched), else row by row, grouped by circuit structure.
 
@@ -505,7 +512,7 @@ class AerExecutor(ExecutorBase):
             pass
         else:
             theta = traced.angle_matrix().expand(n * k, len(traced.angles))  # (R, P)
-            return [_Segment(traced, theta, traced.coefficients,
+            return [Segment(traced, theta, traced.coefficients,
                              [a.requires_grad for a in traced.angles], np.arange(n * k))]
         rows = inputs.to(torch.float64)  # (N, K, F)
         copies = [{m: w[c].to(torch.float64) for m, w in weights.items()} for c in range(k)]
@@ -522,7 +529,7 @@ class AerExecutor(ExecutorBase):
         by_structure: dict[tuple, list] = {}
         for traced, row_ids in parts:
             by_structure.setdefault(traced.structure, []).append((traced, row_ids))
-        return [_Segment.join(members) for members in by_structure.values()]
+        return [Segment.join(members) for members in by_structure.values()]
 
     def _trace_row(self, inputs: torch.Tensor, weights: dict[str, torch.Tensor]) -> Traced:
         """One row, unbatched: inputs (F,), weights {name: (...)}."""
@@ -719,5 +726,5 @@ register_backend(BackendEntry(
     capabilities=AerExecutor.capabilities,
 ))
 
-__all__ = ["AerExecutor", "check_backend", "circuit_ids", "fake_backend", "fake_backend_class",
+__all__ = ["AerExecutor", "Segment", "check_backend", "circuit_ids", "fake_backend", "fake_backend_class",
            "qwc_groups", "readout_confusions", "shifted_rows"]

@@ -6,7 +6,8 @@ decompositions, applied until nothing else is left) down to :data:`SHIFTABLE_GAT
 angle, two-term parameter-shift rule ``df/dθ = [f(θ + π/2) - f(θ - π/2)] / 2``) and
 :data:`FIXED_GATES` (no angle), all native to Aer's statevector and density-matrix methods.
 The angles stay torch tensors, differentiable in whatever they were computed from (a
-trainable ``QubitUnitary`` matrix included).
+trainable ``QubitUnitary`` matrix included; on 2 or more wires, where PennyLane's
+decomposition is not differentiable in torch, see :func:`gradient_rotations`).
 
 Measurements become :class:`Measurement` records: ``expval`` and ``var`` of an observable
 written as Pauli words (its ``pauli_rep``, or the Pauli decomposition of its matrix) whose
@@ -88,7 +89,7 @@ FIXED_GATES: dict[str, str] = {
 
 # Operations without any effect on expectation values.
 _DROPPED = {"Identity", "GlobalPhase", "Barrier"}
-_MATRIX_GATES = {"QubitUnitary", "ControlledQubitUnitary"}  # decomposed from a matrix
+_MATRIX_GATES = {"QubitUnitary", "ControlledQubitUnitary"}  # gates given by a matrix
 _MAX_DEPTH = 32  # nested decompositions before a gate counts as undecomposable
 _MAX_MATRIX_WIRES = 8  # observables without a Pauli form: decompose matrices up to this size
 
@@ -169,7 +170,7 @@ def flatten_op(op, out: list, depth: int = 0) -> None:
     if name in SHIFTABLE_GATES or name in FIXED_GATES:
         out.append(op)
         return
-    if name in _MATRIX_GATES and _trainable_multiwire_matrix(op):
+    if _needs_gradient_rotations(op):
         for sub in gradient_rotations(op):
             flatten_op(sub, out, depth + 1)
         return
@@ -235,12 +236,20 @@ def gradient_rotations(op) -> list:
     return rotations + [qml.QubitUnitary(u0, wires=op.wires)]
 
 
-def _trainable_multiwire_matrix(op) -> bool:
-    """True for a QubitUnitary-like gate whose matrix needs a gradient and acts on 2+ wires."""
-    target = op.base.wires if hasattr(op, "base") else op.wires
-    matrix = op.data[0] if op.data else None
-    return (len(target) >= 2 and isinstance(matrix, torch.Tensor) and matrix.requires_grad
-            and torch.is_grad_enabled())
+def _needs_gradient_rotations(op) -> bool:
+    """True for a gate with a trainable matrix whose PennyLane decomposition is not
+    differentiable in torch (a QubitUnitary-like gate on 2+ target wires), or differentiable
+    only unwrapped (SpecialUnitary, whose gradient rides on rotations of angle zero that a
+    controlled decomposition turns into angles read off a matrix, where they are singular)."""
+    if not torch.is_grad_enabled() or not any(
+            isinstance(p, torch.Tensor) and p.requires_grad for p in op.data):
+        return False
+    innermost = op
+    while hasattr(innermost, "base"):  # Controlled, Adjoint, ControlledQubitUnitary
+        innermost = innermost.base
+    if innermost.name == "SpecialUnitary":
+        return True
+    return op.name in _MATRIX_GATES and len(innermost.wires) >= 2
 
 
 _PAULI_PRODUCTS = {("X", "Y"): (1j, "Z"), ("Y", "Z"): (1j, "X"), ("Z", "X"): (1j, "Y"),
@@ -504,8 +513,10 @@ __all__ = [
     "Measurement",
     "Traced",
     "bind_row",
+    "describe",
     "flatten_op",
     "gates_to_circuit",
+    "gradient_rotations",
     "multiply_words",
     "observable_terms",
     "qiskit_pauli",

@@ -474,17 +474,29 @@ class TestBatchedTracing:
             x, w = _copies_case(n=n, k=2, seed=len(gate))
             assert_copies_match_default_qubit(circuit, 3, x, w)
 
+    @pytest.mark.parametrize("wrapper", ["none", "adjoint", "ctrl"])
     @pytest.mark.parametrize("n_wires", [1, 2])
-    def test_special_unitary_with_batched_angles(self, n_wires):
-        def circuit(inputs, weights):
+    def test_special_unitary(self, n_wires, wrapper):
+        def special_unitary(inputs, weights):
             theta = torch.stack(torch.broadcast_tensors(*[
                 (inputs[..., j % 2] * weights[..., j % 4]) / (j + 1)
                 for j in range(4**n_wires - 1)]), -1)  # (R, 4**n - 1)
             qml.SpecialUnitary(theta, wires=list(range(n_wires)))
+
+        def circuit(inputs, weights):
+            qml.RY(inputs[..., 0], wires=0)
+            if wrapper == "ctrl":  # a controlled decomposition of PennyLane's zero-angle rotations
+                qml.Hadamard(n_wires)
+                qml.ctrl(special_unitary, control=n_wires)(inputs, weights)
+            elif wrapper == "adjoint":
+                qml.adjoint(special_unitary)(inputs, weights)
+            else:
+                special_unitary(inputs, weights)
             return [qml.expval(qml.PauliX(0)), qml.probs(wires=list(range(n_wires)))]
 
-        x, w = _copies_case(n=2, k=2, seed=n_wires)
-        assert_copies_match_default_qubit(circuit, n_wires, x, w)
+        for n, k in [(1, 1), (2, 2)]:  # unbatched and batched angles
+            x, w = _copies_case(n=n, k=k, seed=n_wires)
+            assert_copies_match_default_qubit(circuit, n_wires + 1, x, w)
 
     def test_split_rows_with_shots_are_reproducible_and_chunk_independent(self):
         def circuit(inputs, weights):
