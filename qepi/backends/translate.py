@@ -176,7 +176,10 @@ def flatten_op(op, out: list, depth: int = 0) -> None:
         return
     try:  # PennyLane's decompositions fail with NumPy, torch or own errors
         decomposable = depth < _MAX_DEPTH and op.has_decomposition
-        decomposition = op.decomposition() if decomposable else None
+        if decomposable and name == "QubitUnitary" and len(op.wires) >= 2:
+            decomposition = checked_unitary_decomposition(op)
+        else:
+            decomposition = op.decomposition() if decomposable else None
     except Exception as err:  # noqa: BLE001
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"gate {name} on wires {list(op.wires)} cannot be run by the aer "
@@ -188,6 +191,51 @@ def flatten_op(op, out: list, depth: int = 0) -> None:
         )
     for sub in decomposition:
         flatten_op(sub, out, depth + 1)
+
+
+def checked_unitary_decomposition(op) -> list:
+    """PennyLane's decomposition of a constant ``QubitUnitary`` U on 2+ wires, checked
+    against U (up to a global phase, to 1e-10).
+
+    PennyLane picks the number of CNOTs of a two-qubit decomposition with a tolerance of
+    1e-7 on invariants of U, so some U (e.g. close to the identity) get a decomposition
+    that is off by ~1e-3. Then U = (U V†) V is decomposed instead, with a fixed random
+    unitary V; UserError where that does not reproduce U either.
+
+    >>> import pennylane as qml, numpy as np
+    >>> u = np.diag(np.exp(1j * np.array([0.0, 4.4e-3, 3.2e-3, 0.0])))
+    >>> ops = checked_unitary_decomposition(qml.QubitUnitary(u, wires=[0, 1]))
+    >>> m = qml.matrix(qml.tape.QuantumScript(ops), wire_order=[0, 1])
+    >>> bool(np.allclose(m * (u[0, 0] / m[0, 0]), u, atol=1e-10))
+    True
+    """
+    import pennylane as qml
+
+    matrix = np.asarray(qml.math.unwrap(qml.math.detach(op.data[0])))
+    if matrix.ndim != 2:
+        return op.decomposition()  # PennyLane refuses a batch of matrices itself
+    d = len(matrix)
+    candidates = [lambda: op.decomposition()]
+    for seed in range(3):
+        v = _fixed_unitary(d, seed)
+        candidates.append(lambda v=v: (qml.QubitUnitary(v, wires=op.wires).decomposition()
+                                       + qml.QubitUnitary(matrix @ v.conj().T,
+                                                          wires=op.wires).decomposition()))
+    for candidate in candidates:
+        ops = candidate()
+        product = qml.matrix(qml.tape.QuantumScript(ops), wire_order=op.wires)
+        overlap = np.asarray(qml.math.unwrap(product)).conj().T @ matrix  # phase · identity
+        if np.abs(overlap - overlap[0, 0] * np.eye(d)).max() < 1e-10:
+            return ops
+    raise UserError(f"gate QubitUnitary on wires {op.wires.tolist()}: PennyLane's "
+                    f"decomposition does not reproduce the matrix; use rotation gates")
+
+
+def _fixed_unitary(d: int, seed: int) -> np.ndarray:
+    """A fixed (seeded) Haar-random d x d unitary."""
+    rng = np.random.default_rng(seed)
+    q, r = np.linalg.qr(rng.normal(size=(d, d)) + 1j * rng.normal(size=(d, d)))
+    return q * (np.diag(r) / np.abs(np.diag(r)))
 
 
 def gradient_rotations(op) -> list:

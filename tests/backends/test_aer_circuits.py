@@ -147,6 +147,15 @@ class TestGates:
         w = torch.rand(1, 7, generator=gen, dtype=F64)
         assert_matches_default_qubit(_gate_circuit(gate), x, w)
 
+    def test_constant_unitary_close_to_the_identity(self):
+        # PennyLane's own two-qubit decomposition of this matrix is off by ~3e-3
+        v = _unitary(2, 0)
+        u = v @ np.diag(np.exp(1j * np.array([0.0, 4.4e-3, 3.2e-3, 0.0]))) @ v.conj().T
+        circuit = _gate_circuit(lambda w: qml.QubitUnitary(u, wires=[0, 2]))
+        gen = torch.Generator().manual_seed(13)
+        assert_matches_default_qubit(circuit, torch.rand(2, 1, N_QUBITS, generator=gen, dtype=F64),
+                                     torch.rand(1, 7, generator=gen, dtype=F64))
+
     def test_trainable_multiwire_unitary_from_inputs(self):
         def circuit(inputs, weights):  # a broadcast matrix: traced row by row
             h = torch.kron(_herm(weights[:4]), torch.eye(2, dtype=F64)) + inputs[..., 0, None, None] \
