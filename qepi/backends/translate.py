@@ -257,7 +257,7 @@ def gradient_rotations(op) -> list:
     ...     op.data[0], w, retain_graph=True)[0]) for op in ops[:-1]}  # dφ_P / dw
     >>> {word: round(slope, 9) for word, slope in slopes.items() if abs(slope) > 1e-12}
     {'ZZ': 1.0}
-    >>> sum(float(op.data[0]) ** 2 for op in ops[:-1])  # every angle is zero
+    >>> sum(float(op.data[0].detach()) ** 2 for op in ops[:-1])  # every angle is zero
     0.0
     >>> ops[-1].name, ops[-1].data[0].requires_grad
     ('QubitUnitary', False)
