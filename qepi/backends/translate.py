@@ -42,6 +42,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -262,8 +263,6 @@ def gradient_rotations(op) -> list:
     >>> ops[-1].name, ops[-1].data[0].requires_grad
     ('QubitUnitary', False)
     """
-    import itertools
-
     import pennylane as qml
 
     n = len(op.wires)

@@ -158,8 +158,9 @@ class TestGates:
 
     def test_trainable_multiwire_unitary_from_inputs(self):
         def circuit(inputs, weights):  # a broadcast matrix: traced row by row
-            h = torch.kron(_herm(weights[:4]), torch.eye(2, dtype=F64)) + inputs[..., 0, None, None] \
-                * torch.kron(torch.eye(2, dtype=F64), _herm(weights[1:5]))  # (N, 4, 4)
+            eye = torch.eye(2, dtype=F64)
+            h = (torch.kron(_herm(weights[:4]), eye)
+                 + inputs[..., 0, None, None] * torch.kron(eye, _herm(weights[1:5])))  # (N, 4, 4)
             qml.RY(inputs[..., 1], wires=2)
             qml.QubitUnitary(torch.linalg.matrix_exp(1j * h), wires=[2, 0])
             return [qml.expval(qml.PauliZ(2) @ qml.PauliX(0)), qml.probs(wires=[0])]
