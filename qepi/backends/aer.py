@@ -8,6 +8,11 @@ angle shifted by ±π/2. All of them run through Qiskit templates built once per
 structure and only re-bound per step (:class:`qepi.compat.aer.TemplateRunner`), in chunks
 of ``backend.chunk_rows`` circuits.
 
+Tracing. All N·K rows are traced at once. Where that fails (a Python ``if`` on a weight
+with K > 1 copies or on an input; a PennyLane decomposition that does not take broadcast
+angles), each copy is traced with its own weights, and where that fails too, each row;
+rows that share a circuit structure still run as one batch (:meth:`AerExecutor.segments`).
+
 Measurement. Every output is a function of *linear quantities* of the state: Pauli word
 values ⟨P⟩ and outcome probabilities. The words (and ``probs`` wire sets) are grouped into
 qubit-wise commuting groups; each group is one template: the circuit, basis rotations, and
@@ -206,18 +211,48 @@ def shifted_rows(theta: np.ndarray, shift: np.ndarray):
     return np.concatenate([theta, plus, minus]), rows, cols
 
 
-def circuit_ids(first_row: int, n_rows: int, rows: np.ndarray, cols: np.ndarray,
+def circuit_ids(row_ids: np.ndarray, rows: np.ndarray, cols: np.ndarray,
                 n_angles: int) -> np.ndarray:
-    """Logical ids of the circuits :func:`shifted_rows` lists for rows ``first_row ..`` of a
-    call: ``row·(2P+1)`` unshifted, ``+ 1 + 2j`` for +π/2 on angle j, ``+ 2 + 2j`` for -π/2.
+    """Logical ids of the circuits :func:`shifted_rows` lists for the rows ``row_ids`` (B,) of
+    a call: ``row·(2P+1)`` unshifted, ``+ 1 + 2j`` for +π/2 on angle j, ``+ 2 + 2j`` for -π/2
+    (``rows`` index into ``row_ids``; P = ``n_angles``, the most angles of any row).
 
-    >>> circuit_ids(1, 2, np.array([0]), np.array([1]), n_angles=2).tolist()  # rows 1, 2
+    >>> circuit_ids(np.array([1, 2]), np.array([0]), np.array([1]), n_angles=2).tolist()
     [5, 10, 8, 9]
     """
     stride = 2 * n_angles + 1
-    base = (first_row + np.arange(n_rows)) * stride
-    shifted = (first_row + rows) * stride + 2 * cols
+    base = row_ids * stride
+    shifted = row_ids[rows] * stride + 2 * cols
     return np.concatenate([base, shifted + 1, shifted + 2]).astype(np.int64)
+
+
+@dataclass
+class Segment:
+    """Rows of a call that share one circuit structure (:meth:`AerExecutor.segments`): one
+    trace of it, and the angles and coefficients of its G rows."""
+
+    traced: Traced  # one trace of the structure (gates, measurements)
+    theta: torch.Tensor  # (G, P) angles of the G rows, differentiable
+    coefficients: list  # per measurement, per word: a number or a tensor of shape () or (G,)
+    needs_grad: list[bool]  # (P,) whether angle j needs a gradient in some row
+    rows: np.ndarray  # (G,) indices into the call's N*K rows
+
+    @classmethod
+    def join(cls, parts: list[tuple[Traced, np.ndarray]]) -> "Segment":
+        """One segment from traces of the same structure, each covering ``rows`` (G_i,)."""
+        first = parts[0][0]
+        p = len(first.angles)
+        theta = torch.cat([t.angle_matrix().expand(len(r), p) for t, r in parts])  # (G, P)
+        coefficients = [[torch.cat([_per_row(t.coefficients[o][i], len(r)) for t, r in parts])
+                         for i in range(len(m.words))]
+                        for o, m in enumerate(first.measurements)]
+        needs_grad = [any(t.angles[j].requires_grad for t, _ in parts) for j in range(p)]
+        return cls(first, theta, coefficients, needs_grad, np.concatenate([r for _, r in parts]))
+
+
+def _per_row(coefficient, n_rows: int) -> torch.Tensor:
+    """A coefficient (a number, or a tensor of shape () or (n_rows,)) as (n_rows,) float64."""
+    return torch.as_tensor(coefficient, dtype=torch.float64).expand(n_rows)
 
 
 @dataclass
@@ -449,11 +484,69 @@ class AerExecutor(ExecutorBase):
 
     # -- public helpers -------------------------------------------------------------
     def trace(self, inputs: torch.Tensor, weights: dict[str, torch.Tensor]) -> Traced:
-        """The traced gates and angles for inputs (N, K, F) and weights {name: (K, ...)}."""
+        """The traced gates and angles for inputs (N, K, F) and weights {name: (K, ...)},
+        every row at once (see :meth:`segments` for circuits that cannot be traced so)."""
         n, k, f = inputs.shape
         rows = inputs.reshape(n * k, f).to(torch.float64)  # (N*K, F)
         row_weights = broadcast_weights({m: w.to(torch.float64) for m, w in weights.items()}, n)
         return trace_gates(self.qfunc, rows, row_weights, self.n_qubits)
+
+    def segments(self, inputs: torch.Tensor,
+                 weights: dict[str, torch.Tensor]) -> list[Segment]:
+        """The call's N*K rows traced as one batch where possible, else copy by copy (each
+        copy's weights unbatched), else row by row, grouped by circuit structure.
+
+        A batched trace fails where the circuit function branches on a batched value (a
+        Python ``if`` on a weight with K > 1 copies, or on an input) or where a PennyLane
+        decomposition does not take broadcast parameters. Raises UserError when a single row
+        cannot be traced either.
+
+        >>> import pennylane as qml, torch
+        >>> def circuit(inputs, weights):
+        ...     if weights[..., 0] > 0:  # the structure depends on the copy's weights
+        ...         qml.RX(inputs[..., 0], wires=0)
+        ...     return qml.expval(qml.PauliZ(0))
+        >>> run = AerExecutor(circuit, 1, Backend(name="aer"))
+        >>> parts = run.segments(torch.zeros(3, 2, 1), {"weights": torch.tensor([[1.0], [-1.0]])})
+        >>> [(len(p.traced.gates), p.rows.tolist()) for p in parts]  # (G,) rows of (N, K)
+        [(1, [0, 2, 4]), (0, [1, 3, 5])]
+        """
+        n, k, f = inputs.shape
+        try:
+            traced = self.trace(inputs, weights)
+        except Exception:  # noqa: BLE001 - traced again in smaller pieces below
+            pass
+        else:
+            theta = traced.angle_matrix().expand(n * k, len(traced.angles))  # (R, P)
+            return [Segment(traced, theta, traced.coefficients,
+                             [a.requires_grad for a in traced.angles], np.arange(n * k))]
+        rows = inputs.to(torch.float64)  # (N, K, F)
+        copies = [{m: w[c].to(torch.float64) for m, w in weights.items()} for c in range(k)]
+        parts = None
+        if k > 1:
+            try:
+                parts = [(trace_gates(self.qfunc, rows[:, c], copies[c], self.n_qubits),
+                          np.arange(n) * k + c) for c in range(k)]
+            except Exception:  # noqa: BLE001 - traced row by row below
+                pass
+        if parts is None:
+            parts = [(self._trace_row(rows[r // k, r % k], copies[r % k]), np.array([r]))
+                     for r in range(n * k)]
+        by_structure: dict[tuple, list] = {}
+        for traced, row_ids in parts:
+            by_structure.setdefault(traced.structure, []).append((traced, row_ids))
+        return [Segment.join(members) for members in by_structure.values()]
+
+    def _trace_row(self, inputs: torch.Tensor, weights: dict[str, torch.Tensor]) -> Traced:
+        """One row, unbatched: inputs (F,), weights {name: (...)}."""
+        try:
+            return trace_gates(self.qfunc, inputs, weights, self.n_qubits)
+        except UserError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the circuit function or PennyLane failed
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise UserError(f"the circuit cannot be traced for the aer backend: "
+                            f"{type(err).__name__}: {first}") from err
 
     @contextlib.contextmanager
     def shifting(self, mask):
@@ -481,11 +574,16 @@ class AerExecutor(ExecutorBase):
 
     def shift_matrix(self, traced: Traced, n: int, k: int) -> torch.Tensor:
         """(N*K, P) bool: the angles a step shifts (those needing a gradient, within the mask)."""
-        r, p = n * k, len(traced.angles)
+        return self._shift([a.requires_grad for a in traced.angles], n, k)
+
+    def _shift(self, needs_grad: list[bool], n: int, k: int,
+               rows: np.ndarray | None = None) -> torch.Tensor:
+        """(G, P) bool: :meth:`shift_matrix` for the angles ``needs_grad`` (P,) of ``rows``."""
+        r, p = n * k, len(needs_grad)
         shift = torch.zeros(r, p, dtype=torch.bool)
         if not torch.is_grad_enabled():
-            return shift
-        shift[:, [a.requires_grad for a in traced.angles]] = True
+            return shift if rows is None else shift[rows]
+        shift[:, needs_grad] = True
         if self.shift_mask is not None:
             mask = torch.as_tensor(self.shift_mask, dtype=torch.bool)
             try:
@@ -495,20 +593,32 @@ class AerExecutor(ExecutorBase):
                     f"shift mask of shape {tuple(mask.shape)} does not broadcast "
                     f"to (N, K, P) = {(n, k, p)}"
                 ) from None
-        return shift
+        return shift if rows is None else shift[rows]
 
     # -- the step -------------------------------------------------------------------
     def __call__(self, inputs: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
         n, k, _ = inputs.shape
-        traced = self.trace(inputs, weights)
-        plan = self._plan(traced)
-        theta = traced.angle_matrix().expand(n * k, len(traced.angles)).cpu()  # (R, P)
-        shift = self.shift_matrix(traced, n, k)  # (R, P)
+        segments = self.segments(inputs, weights)
         call = self.sampler.next_call() if self.sampler is not None else 0
-        values, jacobian = self._evaluate(plan, theta.detach().numpy(), shift.numpy(), call)
-        quantities = _ParameterShift.apply(theta, torch.from_numpy(values),
-                                           torch.from_numpy(jacobian))  # (R, L)
-        out = plan.outputs(quantities, traced.coefficients)  # (R, n_outputs)
+        id_angles = max(len(part.needs_grad) for part in segments)  # circuit ids stay unique
+        outputs = []
+        for part in segments:
+            plan = self._plan(part.traced)
+            theta = part.theta.cpu()  # (G, P)
+            shift = self._shift(part.needs_grad, n, k,
+                                None if len(part.rows) == n * k else part.rows)  # (G, P)
+            values, jacobian = self._evaluate(plan, theta.detach().numpy(), shift.numpy(), call,
+                                              part.rows, id_angles)
+            quantities = _ParameterShift.apply(theta, torch.from_numpy(values),
+                                               torch.from_numpy(jacobian))  # (G, L)
+            outputs.append(plan.outputs(quantities, part.coefficients))  # (G, n_outputs)
+        if len({o.shape[1] for o in outputs}) > 1:
+            raise UserError("the circuit's measurements differ between rows; the aer "
+                            "backend needs the same measurements in every row")
+        out = torch.cat(outputs)  # (R, n_outputs), rows in segment order
+        order = np.concatenate([part.rows for part in segments])  # (R,)
+        if np.any(order[1:] < order[:-1]):
+            out = out[torch.from_numpy(np.argsort(order))]  # rows in (N, K) order
         return out.reshape(n, k, -1).to(device=inputs.device, dtype=inputs.dtype)  # (N, K, O)
 
     def _plan(self, traced: Traced) -> _Plan:
@@ -586,8 +696,11 @@ class AerExecutor(ExecutorBase):
             return probs
         return self.sampler.frequencies(probs, call, ids, stream=g)
 
-    def _evaluate(self, plan: _Plan, theta: np.ndarray, shift: np.ndarray, call: int):
-        """Quantities (R, L) and their Jacobian (R, L, P) from the unshifted and ±π/2 rows.
+    def _evaluate(self, plan: _Plan, theta: np.ndarray, shift: np.ndarray, call: int,
+                  row_ids: np.ndarray, id_angles: int):
+        """Quantities (R, L) and their Jacobian (R, L, P) from the unshifted and ±π/2 rows;
+        ``row_ids`` (R,) number the rows within the call for the circuit ids (with
+        ``id_angles`` >= P, see :func:`circuit_ids`).
 
         Rows are taken in blocks of at most ``backend.chunk_rows`` circuits (at least one
         row each), so memory stays bounded whatever the batch; one Aer run per block.
@@ -602,7 +715,7 @@ class AerExecutor(ExecutorBase):
             stop = int(np.searchsorted(cost, done + self.backend.chunk_rows, side="right"))
             stop = max(start + 1, stop)
             every, rows, cols = shifted_rows(theta[start:stop], shift[start:stop])  # (B + 2M, P)
-            ids = circuit_ids(start, stop - start, rows, cols, p)  # (B + 2M,)
+            ids = circuit_ids(row_ids[start:stop], rows, cols, id_angles)  # (B + 2M,)
             outputs = self._run(plan, every, call, ids)  # (B + 2M, L)
             b, m = stop - start, len(rows)
             values[start:stop] = outputs[:b]
@@ -621,5 +734,5 @@ register_backend(BackendEntry(
     capabilities=AerExecutor.capabilities,
 ))
 
-__all__ = ["AerExecutor", "check_backend", "circuit_ids", "fake_backend", "fake_backend_class",
+__all__ = ["AerExecutor", "Segment", "check_backend", "circuit_ids", "fake_backend", "fake_backend_class",
            "qwc_groups", "readout_confusions", "shifted_rows"]

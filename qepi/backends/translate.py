@@ -6,7 +6,8 @@ decompositions, applied until nothing else is left) down to :data:`SHIFTABLE_GAT
 angle, two-term parameter-shift rule ``df/dθ = [f(θ + π/2) - f(θ - π/2)] / 2``) and
 :data:`FIXED_GATES` (no angle), all native to Aer's statevector and density-matrix methods.
 The angles stay torch tensors, differentiable in whatever they were computed from (a
-trainable ``QubitUnitary`` matrix included).
+trainable ``QubitUnitary`` matrix included; on 2 or more wires, where PennyLane's
+decomposition is not differentiable in torch, see :func:`gradient_rotations`).
 
 Measurements become :class:`Measurement` records: ``expval`` and ``var`` of an observable
 written as Pauli words (its ``pauli_rep``, or the Pauli decomposition of its matrix) whose
@@ -40,6 +41,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,7 +90,7 @@ FIXED_GATES: dict[str, str] = {
 
 # Operations without any effect on expectation values.
 _DROPPED = {"Identity", "GlobalPhase", "Barrier"}
-_MATRIX_GATES = {"QubitUnitary", "ControlledQubitUnitary"}  # decomposed from a matrix
+_MATRIX_GATES = {"QubitUnitary", "ControlledQubitUnitary"}  # gates given by a matrix
 _MAX_DEPTH = 32  # nested decompositions before a gate counts as undecomposable
 _MAX_MATRIX_WIRES = 8  # observables without a Pauli form: decompose matrices up to this size
 
@@ -168,33 +171,132 @@ def flatten_op(op, out: list, depth: int = 0) -> None:
     if name in SHIFTABLE_GATES or name in FIXED_GATES:
         out.append(op)
         return
-    if name in _MATRIX_GATES and _trainable_multiwire_matrix(op):
-        raise UserError(
-            f"gate {name} on wires {list(op.wires)}: a trainable matrix on 2 or more target "
-            f"wires cannot be run by the aer backend (PennyLane's decomposition of it is not "
-            f"differentiable in torch); build it from rotation gates, or use a 1-wire matrix"
-        )
-    if depth >= _MAX_DEPTH or not op.has_decomposition:
+    if _needs_gradient_rotations(op):
+        for sub in gradient_rotations(op):
+            flatten_op(sub, out, depth + 1)
+        return
+    try:  # PennyLane's decompositions fail with NumPy, torch or own errors
+        decomposable = depth < _MAX_DEPTH and op.has_decomposition
+        if decomposable and name == "QubitUnitary" and len(op.wires) >= 2:
+            decomposition = checked_unitary_decomposition(op)
+        else:
+            decomposition = op.decomposition() if decomposable else None
+    except Exception as err:  # noqa: BLE001
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"gate {name} on wires {list(op.wires)} cannot be run by the aer "
+                        f"backend: PennyLane cannot decompose it ({first})") from None
+    if decomposition is None:
         raise UserError(
             f"gate {name} cannot be run by the aer backend: it has no decomposition into "
             f"gates with a two-term shift rule ({', '.join(SHIFTABLE_GATES)}) and fixed gates"
         )
-    try:
-        decomposition = op.decomposition()
-    except Exception as err:  # PennyLane's decompositions fail with NumPy, torch or own errors
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"gate {name} on wires {list(op.wires)} cannot be run by the aer "
-                        f"backend: PennyLane cannot decompose it ({first})") from None
     for sub in decomposition:
         flatten_op(sub, out, depth + 1)
 
 
-def _trainable_multiwire_matrix(op) -> bool:
-    """True for a QubitUnitary-like gate whose matrix needs a gradient and acts on 2+ wires."""
-    target = op.base.wires if hasattr(op, "base") else op.wires
-    matrix = op.data[0] if op.data else None
-    return (len(target) >= 2 and isinstance(matrix, torch.Tensor) and matrix.requires_grad
-            and torch.is_grad_enabled())
+def checked_unitary_decomposition(op) -> list:
+    """PennyLane's decomposition of a constant ``QubitUnitary`` U on 2+ wires, checked
+    against U (up to a global phase, to 1e-10).
+
+    PennyLane picks the number of CNOTs of a two-qubit decomposition with a tolerance of
+    1e-7 on invariants of U, so some U (e.g. close to the identity) get a decomposition
+    that is off by ~1e-3. Then U = (U V†) V is decomposed instead, with a fixed random
+    unitary V; UserError where that does not reproduce U either.
+
+    >>> import pennylane as qml, numpy as np
+    >>> u = np.diag(np.exp(1j * np.array([0.0, 4.4e-3, 3.2e-3, 0.0])))
+    >>> ops = checked_unitary_decomposition(qml.QubitUnitary(u, wires=[0, 1]))
+    >>> m = qml.matrix(qml.tape.QuantumScript(ops), wire_order=[0, 1])
+    >>> bool(np.allclose(m * (u[0, 0] / m[0, 0]), u, atol=1e-10))
+    True
+    """
+    import pennylane as qml
+
+    matrix = np.asarray(qml.math.unwrap(qml.math.detach(op.data[0])))
+    if matrix.ndim != 2:
+        return op.decomposition()  # PennyLane refuses a batch of matrices itself
+    d = len(matrix)
+    candidates = [lambda: op.decomposition()]
+    for seed in range(3):
+        v = _fixed_unitary(d, seed)
+        candidates.append(lambda v=v: (qml.QubitUnitary(v, wires=op.wires).decomposition()
+                                       + qml.QubitUnitary(matrix @ v.conj().T,
+                                                          wires=op.wires).decomposition()))
+    for candidate in candidates:
+        ops = candidate()
+        product = qml.matrix(qml.tape.QuantumScript(ops), wire_order=op.wires)
+        overlap = np.asarray(qml.math.unwrap(product)).conj().T @ matrix  # phase · identity
+        if np.abs(overlap - overlap[0, 0] * np.eye(d)).max() < 1e-10:
+            return ops
+    raise UserError(f"gate QubitUnitary on wires {op.wires.tolist()}: PennyLane's "
+                    f"decomposition does not reproduce the matrix; use rotation gates")
+
+
+def _fixed_unitary(d: int, seed: int) -> np.ndarray:
+    """A fixed (seeded) Haar-random d x d unitary."""
+    rng = np.random.default_rng(seed)
+    q, r = np.linalg.qr(rng.normal(size=(d, d)) + 1j * rng.normal(size=(d, d)))
+    return q * (np.diag(r) / np.abs(np.diag(r)))
+
+
+def gradient_rotations(op) -> list:
+    """A gate with a trainable matrix U(θ) as Pauli rotations of angle zero that carry its
+    gradient, then U with the matrix detached (for matrices whose PennyLane decomposition
+    is not differentiable in torch).
+
+    To first order U(θ + δ) = U(θ) exp(Ω δ) with Ω = U† ∂U/∂θ anti-Hermitian, and
+    Ω = -i/2 Σ_P φ'_P P over the non-identity Pauli words P with
+    φ'_P = 2i tr(P Ω) / 2ⁿ (the identity part is a global phase). So PauliRot(φ_P, P), with
+    φ_P = Re[2i tr(P U₀† (U - U₀))] / 2ⁿ equal to zero but with that derivative, placed
+    before the constant U₀ gives the same values and gradients.
+
+    >>> import pennylane as qml, torch
+    >>> w = torch.tensor(0.3, requires_grad=True)
+    >>> u = torch.linalg.matrix_exp(-0.5j * w * torch.diag(torch.tensor([1, -1, -1, 1.0])))
+    >>> ops = gradient_rotations(qml.QubitUnitary(u, wires=[0, 1]))  # IsingZZ(w)
+    >>> slopes = {op.hyperparameters["pauli_word"]: float(torch.autograd.grad(
+    ...     op.data[0], w, retain_graph=True)[0]) for op in ops[:-1]}  # dφ_P / dw
+    >>> {word: round(slope, 9) for word, slope in slopes.items() if abs(slope) > 1e-12}
+    {'ZZ': 1.0}
+    >>> sum(float(op.data[0].detach()) ** 2 for op in ops[:-1])  # every angle is zero
+    0.0
+    >>> ops[-1].name, ops[-1].data[0].requires_grad
+    ('QubitUnitary', False)
+    """
+    import pennylane as qml
+
+    n = len(op.wires)
+    u = op.matrix()  # (..., 2**n, 2**n) in the order of op.wires, differentiable
+    u0 = u.detach()
+    change = u0.conj().transpose(-2, -1) @ (u - u0)  # zero, with derivative Ω dθ
+    letters = {"I": np.eye(2), "X": qml.matrix(qml.X(0)), "Y": qml.matrix(qml.Y(0)),
+               "Z": qml.matrix(qml.Z(0))}
+    rotations = []
+    for word in itertools.product("IXYZ", repeat=n):
+        if set(word) == {"I"}:
+            continue
+        pauli = torch.as_tensor(
+            functools.reduce(np.kron, [letters[a] for a in word]), dtype=change.dtype)
+        trace = torch.einsum("ij,...ji->...", pauli, change)  # (...,) tr(P U₀† (U - U₀))
+        angle = (2j * trace).real / 2**n
+        rotations.append(qml.PauliRot(angle, "".join(word), wires=op.wires))
+    return rotations + [qml.QubitUnitary(u0, wires=op.wires)]
+
+
+def _needs_gradient_rotations(op) -> bool:
+    """True for a gate with a trainable matrix whose PennyLane decomposition is not
+    differentiable in torch (a QubitUnitary-like gate on 2+ target wires), or differentiable
+    only unwrapped (SpecialUnitary, whose gradient rides on rotations of angle zero that a
+    controlled decomposition turns into angles read off a matrix, where they are singular)."""
+    if not torch.is_grad_enabled() or not any(
+            isinstance(p, torch.Tensor) and p.requires_grad for p in op.data):
+        return False
+    innermost = op
+    while hasattr(innermost, "base"):  # Controlled, Adjoint, ControlledQubitUnitary
+        innermost = innermost.base
+    if innermost.name == "SpecialUnitary":
+        return True
+    return op.name in _MATRIX_GATES and len(innermost.wires) >= 2
 
 
 _PAULI_PRODUCTS = {("X", "Y"): (1j, "Z"), ("Y", "Z"): (1j, "X"), ("Z", "X"): (1j, "Y"),
@@ -225,12 +327,12 @@ def _real(coeff, obs) -> Coefficient:
     if isinstance(coeff, torch.Tensor):
         if coeff.is_complex():
             if coeff.detach().imag.abs().max() > 1e-10:
-                raise UserError(f"observable {obs} has a complex coefficient")
+                raise UserError(f"observable {describe(obs)} has a complex coefficient")
             coeff = coeff.real
         return coeff
     value = complex(np.asarray(coeff).item())
     if abs(value.imag) > 1e-12:
-        raise UserError(f"observable {obs} has a complex coefficient")
+        raise UserError(f"observable {describe(obs)} has a complex coefficient")
     return float(value.real)
 
 
@@ -287,13 +389,14 @@ def observable_terms(obs, n_qubits: int) -> dict[str, Coefficient]:
     elif obs.has_matrix and len(obs.wires) <= _MAX_MATRIX_WIRES:
         matrix = qml.matrix(obs, wire_order=obs.wires)
         if qml.math.ndim(matrix) != 2:
-            raise UserError(f"observable {obs}: a batch of matrices cannot be measured on aer")
+            raise UserError(f"observable {describe(obs)}: a batch of matrices cannot be "
+                            f"measured on aer; use a constant matrix or a sum of Pauli words")
         for pauli_word, coeff in qml.pauli_decompose(matrix, wire_order=obs.wires,
                                                      pauli=True).items():
             _add(terms, _word(pauli_word, n_qubits), coeff)
     else:
-        raise UserError(f"observable {obs} has no Pauli decomposition the aer backend can "
-                        f"measure; use a sum of Pauli words or a Hermitian on at most "
+        raise UserError(f"observable {describe(obs)} has no Pauli decomposition the aer "
+                        f"backend can measure; use a sum of Pauli words or a Hermitian on at most "
                         f"{_MAX_MATRIX_WIRES} wires")
     return {word: _real(coeff, obs) for word, coeff in terms.items()}
 
@@ -319,16 +422,27 @@ def _measurement(mp, n_qubits: int) -> tuple[Measurement, list[Coefficient]]:
     return Measurement(kind, words=tuple(terms)), list(terms.values())
 
 
+def describe(op) -> str:
+    """A one-line name for an operator or observable (its repr may print a whole matrix).
+
+    >>> import pennylane as qml, numpy as np
+    >>> describe(qml.Hermitian(np.eye(2), wires=0))
+    'Hermitian on wires [0]'
+    """
+    return f"{op.name} on wires {op.wires.tolist()}"
+
+
 def _wire_index(wire, n_qubits: int) -> int:
     if isinstance(wire, (int, np.integer)) and 0 <= int(wire) < n_qubits:
         return int(wire)
     raise UserError(f"wire {wire!r} is not one of the integer wires 0..{n_qubits - 1}")
 
 
-def _rows_of(value: torch.Tensor, n_rows: int | None, what: str) -> int | None:
-    """Check that ``value`` is a scalar or one value per row; returns the row count."""
+def _rows_of(value: torch.Tensor, n_rows: int | None, what: Callable[[], str]) -> int | None:
+    """Check that ``value`` is a scalar or one value per row; returns the row count.
+    ``what()`` names the value in the error."""
     if value.dim() > 1 or (value.dim() == 1 and n_rows not in (None, len(value))):
-        raise UserError(f"{what}: shape {tuple(value.shape)} is neither a scalar nor one "
+        raise UserError(f"{what()}: shape {tuple(value.shape)} is neither a scalar nor one "
                         f"value per row ({n_rows} rows)")
     return len(value) if value.dim() == 1 else n_rows
 
@@ -369,15 +483,16 @@ def trace_gates(
             if theta.detach().imag.abs().max() > 1e-10:
                 raise UserError(f"gate {op.name} on wires {wires}: complex angle")
             theta = theta.real
-        n_rows = _rows_of(theta, n_rows, f"gate {op.name} on wires {wires}: angle")
+        n_rows = _rows_of(theta, n_rows, lambda: f"gate {op.name} on wires {wires}: angle")
         gates.append(Gate(op.name, wires, angle=len(angles)))
         angles.append(theta)
     measurements, coefficients = [], []
     for mp in tape.measurements:
         measurement, coeffs = _measurement(mp, n_qubits)
+        kind = measurement.kind
         for c in coeffs:
             if isinstance(c, torch.Tensor):
-                n_rows = _rows_of(c, n_rows, f"coefficient of {mp}")
+                n_rows = _rows_of(c, n_rows, lambda: f"a coefficient of {kind}({describe(mp.obs)})")
         measurements.append(measurement)
         coefficients.append(coeffs)
     return Traced(n_qubits, gates, angles, measurements, coefficients, n_rows)
@@ -445,8 +560,10 @@ __all__ = [
     "Measurement",
     "Traced",
     "bind_row",
+    "describe",
     "flatten_op",
     "gates_to_circuit",
+    "gradient_rotations",
     "multiply_words",
     "observable_terms",
     "qiskit_pauli",

@@ -134,12 +134,40 @@ class TestGates:
         assert_matches_default_qubit(circuit, torch.rand(3, 1, 2, generator=gen, dtype=F64),
                                      torch.rand(1, 1, generator=gen, dtype=F64))
 
-    def test_trainable_multiwire_unitary_is_refused_by_name(self):
-        circuit = _gate_circuit(lambda w: qml.QubitUnitary(
-            torch.linalg.matrix_exp(1j * torch.kron(_herm(w), _herm(w.flip(0)))), wires=[0, 1]))
-        w = torch.rand(1, 7, dtype=F64, requires_grad=True)
-        with pytest.raises(UserError, match=r"gate QubitUnitary on wires \[0, 1\]: a trainable"):
-            AerExecutor(circuit, N_QUBITS, Backend(name="aer"))(torch.rand(2, 1, 3), {"weights": w})
+    @pytest.mark.parametrize("controlled", [False, True])
+    def test_trainable_multiwire_unitary(self, controlled):
+        def gate(w):
+            u = torch.linalg.matrix_exp(1j * torch.kron(_herm(w), _herm(w.flip(0))))
+            if controlled:
+                return qml.ControlledQubitUnitary(u, wires=[2, 0, 1])
+            return qml.QubitUnitary(u, wires=[1, 0])
+
+        gen = torch.Generator().manual_seed(11)
+        x = torch.rand(2, 1, N_QUBITS, generator=gen, dtype=F64)
+        w = torch.rand(1, 7, generator=gen, dtype=F64)
+        assert_matches_default_qubit(_gate_circuit(gate), x, w)
+
+    def test_constant_unitary_close_to_the_identity(self):
+        # PennyLane's own two-qubit decomposition of this matrix is off by ~3e-3
+        v = _unitary(2, 0)
+        u = v @ np.diag(np.exp(1j * np.array([0.0, 4.4e-3, 3.2e-3, 0.0]))) @ v.conj().T
+        circuit = _gate_circuit(lambda w: qml.QubitUnitary(u, wires=[0, 2]))
+        gen = torch.Generator().manual_seed(13)
+        assert_matches_default_qubit(circuit, torch.rand(2, 1, N_QUBITS, generator=gen, dtype=F64),
+                                     torch.rand(1, 7, generator=gen, dtype=F64))
+
+    def test_trainable_multiwire_unitary_from_inputs(self):
+        def circuit(inputs, weights):  # a broadcast matrix: traced row by row
+            eye = torch.eye(2, dtype=F64)
+            h = (torch.kron(_herm(weights[:4]), eye)
+                 + inputs[..., 0, None, None] * torch.kron(eye, _herm(weights[1:5])))  # (N, 4, 4)
+            qml.RY(inputs[..., 1], wires=2)
+            qml.QubitUnitary(torch.linalg.matrix_exp(1j * h), wires=[2, 0])
+            return [qml.expval(qml.PauliZ(2) @ qml.PauliX(0)), qml.probs(wires=[0])]
+
+        gen = torch.Generator().manual_seed(12)
+        assert_matches_default_qubit(circuit, torch.rand(3, 1, 2, generator=gen, dtype=F64),
+                                     torch.rand(1, 5, generator=gen, dtype=F64))
 
     def test_undecomposable_gate_is_named_without_raw_errors(self):
         def circuit(inputs, weights):  # PennyLane cannot decompose a broadcast 2-wire unitary
@@ -361,3 +389,163 @@ def test_aer_failures_are_one_line_errors(path):
     assert "\n" not in str(err.value) and not isinstance(err.value, UserError)
     memory = simulation_failure("ERROR: Insufficient memory to run circuit circuit-1\nmore")
     assert isinstance(memory, UserError) and "\n" not in str(memory)
+
+
+def reference_copies(circuit, n_qubits, x, weights):
+    """default.qubit with backprop, one row and one copy at a time: (N, K, n_outputs)."""
+    qnode = qml.QNode(circuit, qml.device("default.qubit", wires=n_qubits), interface="torch",
+                      diff_method="backprop")
+    out = torch.empty(x.shape[0], x.shape[1], 0, dtype=F64)
+    rows = []
+    for r in range(x.shape[0]):
+        copies = []
+        for c in range(x.shape[1]):
+            results = qnode(x[r, c], **{m: w[c] for m, w in weights.items()})
+            results = results if isinstance(results, (list, tuple)) else [results]
+            copies.append(torch.cat([torch.atleast_1d(v).to(F64) for v in results]))
+        rows.append(torch.stack(copies))
+    return torch.stack(rows) if rows else out
+
+
+def assert_copies_match_default_qubit(circuit, n_qubits, x, weights, backend=Backend(name="aer")):
+    """K > 1 copies: values and gradients (inputs, every weight) equal default.qubit's."""
+    def values_and_all_grads(run):
+        xs = x.detach().clone().requires_grad_(True)
+        ws = {m: w.detach().clone().requires_grad_(True) for m, w in weights.items()}
+        y = run(xs, ws)
+        scale = torch.linspace(0.5, 1.5, y.numel(), dtype=F64).reshape(y.shape)
+        return [y.detach(), *torch.autograd.grad((y * scale).sum(), [xs, *ws.values()])]
+
+    executor = AerExecutor(circuit, n_qubits, backend)
+    got = values_and_all_grads(executor)
+    want = values_and_all_grads(lambda xs, ws: reference_copies(circuit, n_qubits, xs, ws))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-8, rtol=0)
+    return executor
+
+
+def _copies_case(n=3, k=2, features=2, n_weights=4, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, k, features, generator=gen, dtype=F64) * 4 - 2
+    w = torch.rand(k, n_weights, generator=gen, dtype=F64) * 4 - 2
+    return x, {"weights": w}
+
+
+class TestBatchedTracing:
+    """Circuits PennyLane cannot trace for all rows at once are traced copy by copy or row
+    by row and still match default.qubit (found by tests/backends/test_fuzz.py)."""
+
+    def test_branch_on_a_weight_with_two_copies(self):
+        def circuit(inputs, weights):
+            qml.RY(inputs[..., 0], wires=0)
+            if weights[..., 0] > 0:  # Python if: one structure per copy
+                qml.CRX(weights[..., 1] * inputs[..., 1], wires=[0, 1])
+            return [qml.expval(qml.PauliZ(1)), qml.expval(weights[..., 2] * qml.PauliX(0))]
+
+        w = torch.tensor([[0.7, 1.1, -0.4, 0.0], [-0.3, 0.9, 0.6, 0.0]], dtype=F64)
+        x, _ = _copies_case()
+        run = assert_copies_match_default_qubit(circuit, 2, x, {"weights": w})
+        parts = run.segments(x, {"weights": w})
+        assert sorted(p.rows.tolist() for p in parts) == [[0, 2, 4], [1, 3, 5]]
+
+    def test_branch_on_an_input_is_traced_row_by_row(self):
+        def circuit(inputs, weights):
+            qml.RY(weights[..., 0], wires=0)
+            if inputs[..., 0] > 0:
+                qml.IsingXX(inputs[..., 1] * weights[..., 1], wires=[0, 1])
+            return [qml.probs(wires=[1, 0])]
+
+        x, w = _copies_case(n=4, k=2, seed=3)
+        assert_copies_match_default_qubit(circuit, 2, x, w)
+
+    @pytest.mark.parametrize("wrapper", ["adjoint", "ctrl"])
+    @pytest.mark.parametrize("gate", ["ISWAP", "PSWAP", "SISWAP", "CRot", "U2"])
+    def test_wrapped_gates_with_batched_angles(self, gate, wrapper):
+        def build(inputs, weights):
+            angles = [inputs[..., 1] * weights[..., j] for j in range(3)]
+            if gate == "PSWAP":
+                return qml.PSWAP(angles[0], wires=[0, 1])
+            if gate == "CRot":
+                return qml.CRot(*angles, wires=[1, 0])
+            if gate == "U2":
+                return qml.U2(angles[0], angles[1], wires=1)
+            return getattr(qml, gate)(wires=[0, 1])
+
+        def circuit(inputs, weights):
+            qml.RY(inputs[..., 0], wires=0)
+            qml.RX(weights[..., 3], wires=1)
+            if wrapper == "adjoint":
+                qml.adjoint(build)(inputs, weights)
+            else:
+                qml.ctrl(build, control=2, control_values=False)(inputs, weights)
+            return [qml.expval(qml.PauliX(0) @ qml.PauliY(1)), qml.expval(qml.PauliZ(1))]
+
+        for n in (1, 2):  # one row: a broadcast dimension of size 1
+            x, w = _copies_case(n=n, k=2, seed=len(gate))
+            assert_copies_match_default_qubit(circuit, 3, x, w)
+
+    @pytest.mark.parametrize("wrapper", ["none", "adjoint", "ctrl"])
+    @pytest.mark.parametrize("n_wires", [1, 2])
+    def test_special_unitary(self, n_wires, wrapper):
+        def special_unitary(inputs, weights):
+            theta = torch.stack(torch.broadcast_tensors(*[
+                (inputs[..., j % 2] * weights[..., j % 4]) / (j + 1)
+                for j in range(4**n_wires - 1)]), -1)  # (R, 4**n - 1)
+            qml.SpecialUnitary(theta, wires=list(range(n_wires)))
+
+        def circuit(inputs, weights):
+            qml.RY(inputs[..., 0], wires=0)
+            if wrapper == "ctrl":  # a controlled decomposition of PennyLane's zero-angle rotations
+                qml.Hadamard(n_wires)
+                qml.ctrl(special_unitary, control=n_wires)(inputs, weights)
+            elif wrapper == "adjoint":
+                qml.adjoint(special_unitary)(inputs, weights)
+            else:
+                special_unitary(inputs, weights)
+            return [qml.expval(qml.PauliX(0)), qml.probs(wires=list(range(n_wires)))]
+
+        for n, k in [(1, 1), (2, 2)]:  # unbatched and batched angles
+            x, w = _copies_case(n=n, k=k, seed=n_wires)
+            assert_copies_match_default_qubit(circuit, n_wires + 1, x, w)
+
+    def test_split_rows_with_shots_are_reproducible_and_chunk_independent(self):
+        def circuit(inputs, weights):
+            qml.RY(inputs[..., 0], wires=0)
+            if weights[..., 0] > 0:
+                qml.CNOT(wires=[0, 1])
+            return [qml.expval(qml.PauliZ(1))]
+
+        x = torch.full((4, 2, 1), 1.2, dtype=F64)  # identical rows
+        w = torch.tensor([[0.5], [-0.5]], dtype=F64, requires_grad=True)
+        outs = []
+        for chunk_rows in (1, 1000):
+            run = AerExecutor(circuit, 2, Backend(name="aer", shots=64, chunk_rows=chunk_rows),
+                              seed=7)
+            outs.append(run(x, {"weights": w}).detach())
+        torch.testing.assert_close(outs[0], outs[1], atol=0, rtol=0)
+        assert (outs[0][:, 1] == 1).all()  # copy 1 has no CNOT: wire 1 stays |0>
+        assert len(set(outs[0][:, 0, 0].tolist())) > 1  # identical rows draw independently
+
+
+class TestObservableMessages:
+    def test_hermitian_on_one_wire_is_measured_with_two_copies(self):
+        rng = np.random.default_rng(5)
+        a = rng.normal(size=(2, 2)) + 1j * rng.normal(size=(2, 2))
+
+        def circuit(inputs, weights):
+            qml.RY(inputs[..., 0] * weights[..., 0], wires=0)
+            return [qml.expval(qml.Hermitian(a + a.conj().T, wires=0)),
+                    qml.var(qml.Hermitian(a + a.conj().T, wires=0))]
+
+        x, w = _copies_case(seed=5)
+        assert_copies_match_default_qubit(circuit, 1, x, w)
+
+    def test_refused_matrix_observable_is_named_on_one_line(self):
+        def circuit(inputs, weights):
+            qml.RY(inputs[..., 0], wires=0)
+            return [qml.expval(qml.Hermitian(np.eye(2**9), wires=range(9)))]
+
+        run = AerExecutor(circuit, 9, Backend(name="aer"))
+        with pytest.raises(UserError, match=r"observable Hermitian on wires \[0, 1,.*8\]") as err:
+            run(torch.rand(2, 2, 1), {"weights": torch.rand(2, 1)})
+        assert "\n" not in str(err.value)
