@@ -408,16 +408,28 @@ def _real(coefficient):
 
 
 def _lowered(op):
-    """``op`` for Lightning's adjoint method: the adjoint of a gate with tensor parameters as
-    that gate's own inverse (``PauliRot(-θ)`` for ``adjoint(PauliRot(θ))``, whose derivative
-    Lightning 0.45 gives as zero)."""
-    import pennylane as qml
+    """``op`` as Lightning's adjoint method differentiates it correctly.
 
-    if isinstance(op, qml.ops.op_math.Adjoint) and _has_tensors(op):
-        try:
-            return _lowered(op.base.adjoint())
-        except qml.exceptions.AdjointUndefinedError:
-            return op
+    Lightning 0.45 numbers the parameters of a tape its own way: a gate without a kernel of its
+    own (``BlockEncode``, a controlled or adjoint gate) enters with no parameter or with one
+    more, so the derivatives of every later gate are read from the wrong parameter, or are
+    zero. A constant gate of that kind therefore runs as its matrix (a ``QubitUnitary``, which
+    Lightning numbers right), and the adjoint of a gate with tensor parameters as that gate's
+    own inverse (``PauliRot(-θ)`` for ``adjoint(PauliRot(θ))``).
+    """
+    import pennylane as qml
+    from pennylane.ops.op_math import Adjoint, Controlled, ControlledOp
+
+    if _has_tensors(op):
+        if isinstance(op, Adjoint):
+            try:
+                return _lowered(op.base.adjoint())
+            except qml.exceptions.AdjointUndefinedError:
+                return op
+        return op
+    wrapper = isinstance(op, Adjoint) or type(op) in (Controlled, ControlledOp)
+    if (op.data or wrapper) and op.has_matrix:
+        return qml.QubitUnitary(qml.matrix(op), wires=op.wires)
     return op
 
 
