@@ -114,6 +114,25 @@ def _named_backward(compute: Callable, what: str, leaves: list[torch.Tensor]) ->
     return compute(*leaves)
 
 
+def _has_tensors(op) -> bool:
+    return any(isinstance(p, torch.Tensor) for p in op.data)
+
+
+def _trainable(op) -> bool:
+    return any(isinstance(p, torch.Tensor) and p.requires_grad for p in op.data)
+
+
+def _operators(obs) -> Iterator:
+    """``obs`` and every operator inside it (sums, products, scalar products)."""
+    from pennylane.ops.op_math import CompositeOp, SymbolicOp
+
+    yield obs
+    inner = obs.operands if isinstance(obs, CompositeOp) else (
+        [obs.base] if isinstance(obs, SymbolicOp) else [])
+    for op in inner:
+        yield from _operators(op)
+
+
 class PennyLaneExecutor(ExecutorBase):
     """Runs the circuit on ``default.qubit`` as one broadcast QNode call, with backprop."""
 
@@ -181,10 +200,27 @@ class PennyLaneExecutor(ExecutorBase):
 
         tape = qml.tape.make_qscript(self._call_qfunc)(self.qfunc, rows, weights)
         self.kinds = [measurement_kind(mp) for mp in tape.measurements]
+        for kind, mp in zip(self.kinds, tape.measurements):
+            if (kind == "var" and self.backend.name == "default.qubit"
+                    and any(isinstance(op, qml.Hermitian) and _has_tensors(op)
+                            for op in _operators(mp.obs))):
+                raise UserError("default.qubit: var of a Hermitian whose matrix is a tensor has "
+                                "no gradient (PennyLane diagonalises it in NumPy); use "
+                                "backend.name='lightning.qubit', or a NumPy matrix if constant")
         if self.qnode is None:  # a user's QNode runs as it is
             device = qml.device(self.backend.name, wires=self.n_qubits)
             self.qnode = qml.QNode(self.qfunc, device, interface="torch",
                                    diff_method=self.diff_method)
+
+    def _traces(self, row: torch.Tensor, weights: dict[str, torch.Tensor]) -> bool:
+        """Whether the circuit records without error for one row."""
+        import pennylane as qml
+
+        try:
+            qml.tape.make_qscript(self._call_qfunc)(self.qfunc, row, weights)
+        except Exception:  # noqa: BLE001 - any failure: the row does not trace
+            return False
+        return True
 
     def _columns(self, result, n_rows: int) -> torch.Tensor:
         """The QNode's result as the (N*K, n_outputs) of the executor contract."""
@@ -222,16 +258,17 @@ class PennyLaneExecutor(ExecutorBase):
         except UserError:
             raise
         except Exception as err:  # noqa: BLE001 - PennyLane's own errors, named for the user
+            first_row = {m: w[0] for m, w in row_weights.items()} if k > 1 else row_weights
+            if n * k > 1 and self._traces(rows[0], first_row):
+                raise UserError(f"{what}: the circuit fails on a batch of {n * k} rows "
+                                f"({_first_line(err)}) but not on one; use backend.name="
+                                f"'lightning.qubit', which runs one row at a time") from err
             raise UserError(f"{what}: {_first_line(err)}") from err
         self.stats.add(n * k, self.shots)
         return out.reshape(n, k, -1).to(inputs.dtype)  # (N, K, n_outputs)
 
 
 # ----------------------------------------------------------------------------- lightning
-
-
-def _has_tensors(op) -> bool:
-    return any(isinstance(p, torch.Tensor) for p in op.data)
 
 
 def _pauli_matrices(n_wires: int) -> tuple[list[str], torch.Tensor]:
@@ -407,28 +444,44 @@ def _real(coefficient):
     return float(np.real(coefficient))
 
 
-def _lowered(op):
-    """``op`` as Lightning's adjoint method differentiates it correctly.
+# constant gates Lightning 0.45 applies with a kernel of its own, one parameter each
+_NUMBERED_RIGHT = frozenset({
+    "RX", "RY", "RZ", "PhaseShift", "Rot", "U1", "U2", "U3", "CRX", "CRY", "CRZ", "CRot",
+    "ControlledPhaseShift", "IsingXX", "IsingXY", "IsingYY", "IsingZZ", "MultiRZ", "PauliRot",
+    "SingleExcitation", "SingleExcitationMinus", "SingleExcitationPlus", "GlobalPhase", "PSWAP",
+    "QubitUnitary"})
 
-    Lightning 0.45 numbers the parameters of a tape its own way: a gate without a kernel of its
-    own (``BlockEncode``, a controlled or adjoint gate) enters with no parameter or with one
-    more, so the derivatives of every later gate are read from the wrong parameter, or are
-    zero. A constant gate of that kind therefore runs as its matrix (a ``QubitUnitary``, which
-    Lightning numbers right), and the adjoint of a gate with tensor parameters as that gate's
-    own inverse (``PauliRot(-θ)`` for ``adjoint(PauliRot(θ))``).
+
+def _lowered(op):
+    """``op`` as Lightning's adjoint method differentiates the tape it is in correctly.
+
+    Lightning 0.45 numbers the parameters of a tape its own way: a gate it applies as a matrix
+    (``DiagonalQubitUnitary``, ``BlockEncode``, a controlled or adjoint gate) enters with no
+    parameter or with one more, so the derivatives of every later gate are read from the wrong
+    parameter, or are zero. Such a gate without trainable parameters therefore runs as a
+    ``QubitUnitary``, which Lightning numbers right. A trainable adjoint runs as the gate's own
+    inverse (``PauliRot(-θ)`` for ``adjoint(PauliRot(θ))``, whose derivative Lightning gives
+    as zero), and a trainable (controlled) ``PCPhase``, which Lightning cannot differentiate, as
+    the ``DiagonalQubitUnitary`` of its diagonal.
     """
     import pennylane as qml
     from pennylane.ops.op_math import Adjoint, Controlled, ControlledOp
 
-    if _has_tensors(op):
+    if _trainable(op):
         if isinstance(op, Adjoint):
             try:
                 return _lowered(op.base.adjoint())
             except qml.exceptions.AdjointUndefinedError:
                 return op
+        base = op
+        while isinstance(base, Controlled):
+            base = base.base
+        if isinstance(base, qml.PCPhase):
+            diagonal = torch.diagonal(torch.as_tensor(qml.matrix(op, wire_order=op.wires)))
+            return qml.DiagonalQubitUnitary(diagonal, wires=op.wires)
         return op
     wrapper = isinstance(op, Adjoint) or type(op) in (Controlled, ControlledOp)
-    if (op.data or wrapper) and op.has_matrix:
+    if (wrapper or (op.data and op.name not in _NUMBERED_RIGHT)) and op.has_matrix:
         return qml.QubitUnitary(qml.matrix(op), wires=op.wires)
     return op
 
@@ -456,7 +509,9 @@ class LightningExecutor(ExecutorBase):
         for mp in tape.measurements:
             readout.add(mp)
         measurements = [qml.expval(obs) for obs in readout.observables]
-        operations = [_lowered(op) for op in tape.operations]
+        operations = tape.operations
+        if any(_trainable(op) for op in operations):  # else no derivative is read
+            operations = [_lowered(op) for op in operations]
         return qml.tape.QuantumScript(operations, measurements), readout
 
     def _outputs(self, rows: torch.Tensor, names: list[str], *weights) -> torch.Tensor:
