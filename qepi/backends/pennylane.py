@@ -81,11 +81,11 @@ def _float64_results() -> Iterator[None]:
 
 class _NamedBackward(torch.autograd.Function):
     """``compute(*leaves)``, whose backward raises a one-line UserError (``what``, the error's
-    first line and what to use instead) where PennyLane's own backward fails."""
+    first line and ``instead``) where PennyLane's own backward fails."""
 
     @staticmethod
-    def forward(ctx, compute, what, *leaves):
-        ctx.what = what
+    def forward(ctx, compute, what, instead, *leaves):
+        ctx.what, ctx.instead = what, instead
         with torch.enable_grad():
             ctx.leaves = [leaf.detach().requires_grad_(leaf.requires_grad) for leaf in leaves]
             ctx.result = compute(*ctx.leaves)
@@ -102,15 +102,17 @@ class _NamedBackward(torch.autograd.Function):
                                                      allow_unused=True))
             except Exception as error:  # noqa: BLE001 - PennyLane's own errors, named
                 raise UserError(f"{ctx.what} cannot differentiate this circuit "
-                                f"({_first_line(error)}); {INSTEAD}") from error
-        return (None, None, *[next(grads) if leaf.requires_grad else None
+                                f"({_first_line(error)}); {ctx.instead}") from error
+        return (None, None, None, *[next(grads) if leaf.requires_grad else None
                               for leaf in ctx.leaves])
 
 
-def _named_backward(compute: Callable, what: str, leaves: list[torch.Tensor]) -> torch.Tensor:
-    """``compute(*leaves)``; a failure of its backward is a UserError naming ``what``."""
+def _named_backward(compute: Callable, what: str, leaves: list[torch.Tensor],
+                    instead: str = INSTEAD) -> torch.Tensor:
+    """``compute(*leaves)``; a failure of its backward is a UserError naming ``what`` and
+    ``instead``."""
     if torch.is_grad_enabled() and any(leaf.requires_grad for leaf in leaves):
-        return _NamedBackward.apply(compute, what, *leaves)
+        return _NamedBackward.apply(compute, what, instead, *leaves)
     return compute(*leaves)
 
 
@@ -199,14 +201,15 @@ class PennyLaneExecutor(ExecutorBase):
         import pennylane as qml
 
         tape = qml.tape.make_qscript(self._call_qfunc)(self.qfunc, rows, weights)
-        self.kinds = [measurement_kind(mp) for mp in tape.measurements]
-        for kind, mp in zip(self.kinds, tape.measurements):
+        kinds = [measurement_kind(mp) for mp in tape.measurements]
+        for kind, mp in zip(kinds, tape.measurements):
             if (kind == "var" and self.backend.name == "default.qubit"
                     and any(isinstance(op, qml.Hermitian) and _has_tensors(op)
                             for op in _operators(mp.obs))):
                 raise UserError("default.qubit: var of a Hermitian whose matrix is a tensor has "
                                 "no gradient (PennyLane diagonalises it in NumPy); use "
                                 "backend.name='lightning.qubit', or a NumPy matrix if constant")
+        self.kinds = kinds
         if self.qnode is None:  # a user's QNode runs as it is
             device = qml.device(self.backend.name, wires=self.n_qubits)
             self.qnode = qml.QNode(self.qfunc, device, interface="torch",
@@ -253,8 +256,11 @@ class PennyLaneExecutor(ExecutorBase):
             if self.diff_method == "backprop":  # torch's own backward (higher orders too)
                 out = compute(single, *row_weights.values())
             else:
+                instead = (f"drop the QNode's diff_method={self.diff_method!r}, or use "
+                           f"backend.name='lightning.qubit' or 'exact'")
                 with _float64_results():
-                    out = _named_backward(compute, what, [single, *row_weights.values()])
+                    out = _named_backward(compute, what, [single, *row_weights.values()],
+                                          instead)
         except UserError:
             raise
         except Exception as err:  # noqa: BLE001 - PennyLane's own errors, named for the user

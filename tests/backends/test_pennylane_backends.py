@@ -92,24 +92,59 @@ def test_expval_of_coefficients_computed_from_batched_inputs(backend):
         return (qml.expval(inputs[..., 0] * qml.X(0)),
                 qml.expval(weights[..., 1] * qml.Z(0) - inputs[..., 1] * qml.Y(0)))
 
-    inputs, weights = batch(k=1)
+    inputs, weights = batch(k=1) if backend == "lightning.qubit" else batch(1, 1)
     assert_matches_reference(backend, circuit, 1, inputs, weights)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_hermitian_computed_from_tensors(backend):
-    """Lightning reads it from the Pauli decomposition of its matrix; PennyLane has no
-    batched Hermitian, so default.qubit runs it on one row."""
+def hermitian_circuit(measure):
+    """A circuit measuring Hermitians whose matrices are computed from inputs and weights."""
     def circuit(inputs, weights):
         qml.RY(inputs[..., 1] * weights[..., 0], wires=0)
         qml.CNOT(wires=[0, 1])
         a, b = weights[..., 1], inputs[..., 0]
         matrix = torch.stack([torch.stack([a, b], -1), torch.stack([b, -a], -1)], -2)
-        return (qml.expval(qml.Hermitian(matrix, wires=1)),
-                qml.var(qml.Hermitian(torch.kron(matrix, matrix), wires=[1, 0])))
+        return measure(matrix, torch.kron(matrix, matrix + 0.25 * torch.eye(2)))
 
-    inputs, weights = batch(*((3, 2) if backend == "lightning.qubit" else (1, 1)))
-    assert_matches_reference(backend, circuit, 2, inputs, weights)
+    return circuit
+
+
+def test_expval_of_a_hermitian_computed_from_tensors():
+    """Lightning reads it from the Pauli decomposition of its matrix (PennyLane has no batched
+    Hermitian, so the default.qubit executor runs it on one row)."""
+    circuit = hermitian_circuit(lambda one, two: (qml.expval(qml.Hermitian(one, wires=1)),
+                                                  qml.expval(qml.Hermitian(two, wires=[1, 0]))))
+    assert_matches_reference("lightning.qubit", circuit, 2, *batch())
+    assert_matches_reference("default.qubit", circuit, 2, *batch(1, 1))
+
+
+def test_variance_of_a_hermitian_computed_from_tensors():
+    """default.qubit diagonalises a Hermitian in NumPy, so its variance has no gradient: the
+    default.qubit executor refuses it; Lightning gives <H²> - <H>², here checked against
+    default.qubit's expectation values of H² and H."""
+    variance = hermitian_circuit(lambda one, two: (qml.var(qml.Hermitian(one, wires=1)),
+                                                   qml.var(qml.Hermitian(two, wires=[1, 0]))))
+    moments = hermitian_circuit(lambda one, two: (
+        qml.expval(qml.Hermitian(one @ one, wires=1)), qml.expval(qml.Hermitian(one, wires=1)),
+        qml.expval(qml.Hermitian(two @ two, wires=[1, 0])),
+        qml.expval(qml.Hermitian(two, wires=[1, 0]))))
+
+    def from_moments(inputs, weights):
+        out = fuzz.reference(moments, 2, inputs, weights)  # (N, K, 4)
+        return out[..., ::2] - out[..., 1::2] ** 2
+
+    inputs, weights = batch()
+    want, want_grads = fuzz.with_grads(from_moments, inputs, weights)
+    got, got_grads = fuzz.with_grads(make_executor(variance, 2, "lightning.qubit"), inputs,
+                                     weights)
+    torch.testing.assert_close(got, want, rtol=0, atol=TOL)
+    for g, h in zip(got_grads, want_grads):
+        torch.testing.assert_close(g, h, rtol=0, atol=TOL)
+    assert want_grads[0].abs().max() > 0.1  # the gradient default.qubit's var would miss
+    refusing = make_executor(variance, 2, "default.qubit")
+    for _ in range(2):  # on every call, not only the first
+        with pytest.raises(UserError, match=r"default.qubit: var of a Hermitian whose matrix is "
+                                            r"a tensor has no gradient .*; use backend.name="):
+            refusing(*batch(1, 1))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -232,7 +267,8 @@ def test_a_failure_of_pennylanes_backward_is_a_user_error():
     inputs, weights = batch(2, 1)
     out = run(inputs, {"weights": weights["weights"].requires_grad_()})
     with pytest.raises(UserError, match=r"cannot differentiate this circuit \(ValueError: "
-                                        r"Cannot differentiate") as refused:
+                                        r"Cannot differentiate .*\); drop the QNode's "
+                                        r"diff_method='parameter-shift'") as refused:
         out.sum().backward()
     assert "\n" not in str(refused.value)
 
