@@ -404,7 +404,9 @@ class Readout:
         def probabilities(values):
             strings = torch.stack([torch.ones((), dtype=values.dtype) if i is None else values[i]
                                    for i in indices])  # (2**k,)
-            return walsh.to(values.dtype) @ strings
+            # rounding leaves an impossible outcome at ±1e-17: clamped at zero, as default.qubit
+            # gives it (a log of it is -inf, not NaN); the derivative there is zero either way
+            return (walsh.to(values.dtype) @ strings).clamp(min=0)
 
         return probabilities
 
