@@ -1,10 +1,16 @@
 """``default.qubit`` (torch backprop) and ``lightning.qubit`` (adjoint) through PennyLane.
 
-:class:`PennyLaneExecutor` runs a circuit as one broadcast QNode call and returns the
-flat ``(N, K, n_outputs)`` of the executor contract for any mix of ``expval``, ``var`` and
-``probs``. :meth:`PennyLaneExecutor.from_qnode` runs a user's own QNode instead (its device,
-shots, ``diff_method`` and every other QNode setting), which is how
+:class:`PennyLaneExecutor` runs a circuit on ``default.qubit`` as one broadcast QNode call and
+returns the flat ``(N, K, n_outputs)`` of the executor contract for any mix of ``expval``,
+``var`` and ``probs``. :meth:`PennyLaneExecutor.from_qnode` runs a user's own QNode instead
+(its device, shots, ``diff_method`` and every other QNode setting), which is how
 :class:`qepi.layers.QuantumLayer` honours QNode settings that qepi's backends do not cover.
+
+:class:`LightningExecutor` runs ``lightning.qubit`` with its adjoint method, which
+differentiates expectation values of constant observables only. Every measurement is
+therefore rewritten into such expectation values, and the circuit's outputs are computed
+from them with torch: ``var(O) = <O²> - <O>²``, ``probs`` from the ``Z`` strings of its wires,
+and an observable whose coefficients are tensors from its constant Pauli words.
 
 Example:
     >>> import pennylane as qml, torch
@@ -13,27 +19,30 @@ Example:
     ...     qml.RY(inputs[..., 0], wires=0)
     ...     qml.RX(weights, wires=1)
     ...     return qml.expval(qml.PauliZ(0)), qml.probs(wires=[0, 1])
-    >>> run = PennyLaneExecutor(circuit, 2, Backend(name="lightning.qubit"))
+    >>> run = LightningExecutor(circuit, 2, Backend(name="lightning.qubit"))
     >>> out = run(torch.zeros(3, 1, 1), {"weights": torch.zeros(1)})  # (N, K, 1 + 4)
-    >>> out.shape, run.diff_method  # adjoint cannot differentiate probs
-    (torch.Size([3, 1, 5]), 'parameter-shift')
+    >>> out.shape, run.diff_method
+    (torch.Size([3, 1, 5]), 'adjoint')
     >>> out[0, 0].tolist()
     [1.0, 1.0, 0.0, 0.0, 0.0]
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import itertools
+from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 
 from qepi.backends.base import (MEASUREMENT_KINDS, BackendEntry, Capabilities, ExecutionStats,
                                 ExecutorBase, broadcast_weights, register_backend)
+from qepi.compat.pennylane import forget_eigendecompositions
 from qepi.config import Backend
 from qepi.errors import UserError
 
-# each backend's own differentiation; None = chosen from the circuit's measurements
-_DIFF_METHODS = {"default.qubit": "backprop", "lightning.qubit": None}
+INSTEAD = "use backend.name='default.qubit' or 'exact'"
 
 
 def measurement_kind(mp) -> str:
@@ -53,21 +62,90 @@ def measurement_kind(mp) -> str:
                     f"(or a list of them)")
 
 
-class PennyLaneExecutor(ExecutorBase):
-    """Runs the circuit as one broadcast QNode call on a PennyLane device.
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
-    ``diff_method=None`` is the backend's own: backprop on ``default.qubit``; on
-    ``lightning.qubit`` adjoint when every measurement is an ``expval`` of a constant
-    observable, parameter shift otherwise (adjoint cannot differentiate ``var``, ``probs``
-    or observable coefficients).
-    """
+
+@contextlib.contextmanager
+def _float64_results() -> Iterator[None]:
+    """PennyLane's torch interface turns a device's Python float results into tensors of
+    torch's default dtype; within the block that is float64, so no digit is lost."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+class _NamedBackward(torch.autograd.Function):
+    """``compute(*leaves)``, whose backward raises a one-line UserError (``what``, the error's
+    first line and ``instead``) where PennyLane's own backward fails."""
+
+    @staticmethod
+    def forward(ctx, compute, what, instead, *leaves):
+        ctx.what, ctx.instead = what, instead
+        with torch.enable_grad():
+            ctx.leaves = [leaf.detach().requires_grad_(leaf.requires_grad) for leaf in leaves]
+            ctx.result = compute(*ctx.leaves)
+        return ctx.result.detach()
+
+    @staticmethod
+    def backward(ctx, grad):
+        wanted = [leaf for leaf in ctx.leaves if leaf.requires_grad]
+        grads = iter([None] * len(wanted))
+        if ctx.result.requires_grad and wanted:
+            try:
+                with _float64_results():
+                    grads = iter(torch.autograd.grad(ctx.result, wanted, grad, retain_graph=True,
+                                                     allow_unused=True))
+            except Exception as error:  # noqa: BLE001 - PennyLane's own errors, named
+                raise UserError(f"{ctx.what} cannot differentiate this circuit "
+                                f"({_first_line(error)}); {ctx.instead}") from error
+        return (None, None, None, *[next(grads) if leaf.requires_grad else None
+                              for leaf in ctx.leaves])
+
+
+def _named_backward(compute: Callable, what: str, leaves: list[torch.Tensor],
+                    instead: str = INSTEAD) -> torch.Tensor:
+    """``compute(*leaves)``; a failure of its backward is a UserError naming ``what`` and
+    ``instead``."""
+    if torch.is_grad_enabled() and any(leaf.requires_grad for leaf in leaves):
+        return _NamedBackward.apply(compute, what, instead, *leaves)
+    return compute(*leaves)
+
+
+def _has_tensors(op) -> bool:
+    return any(isinstance(p, torch.Tensor) for p in op.data)
+
+
+def _trainable(op) -> bool:
+    return any(isinstance(p, torch.Tensor) and p.requires_grad for p in op.data)
+
+
+def _operators(obs) -> Iterator:
+    """``obs`` and every operator inside it (sums, products, scalar products)."""
+    from pennylane.ops.op_math import CompositeOp, SymbolicOp
+
+    yield obs
+    inner = obs.operands if isinstance(obs, CompositeOp) else (
+        [obs.base] if isinstance(obs, SymbolicOp) else [])
+    for op in inner:
+        yield from _operators(op)
+
+
+class PennyLaneExecutor(ExecutorBase):
+    """Runs the circuit on ``default.qubit`` as one broadcast QNode call, with backprop."""
 
     capabilities = Capabilities(measurements=frozenset(MEASUREMENT_KINDS))
 
-    def __init__(self, qfunc: Callable, n_qubits: int, backend: Backend,
-                 diff_method: str | None = None):
+    def __init__(self, qfunc: Callable, n_qubits: int, backend: Backend):
+        if backend.name != "default.qubit":
+            raise UserError(f"PennyLaneExecutor runs default.qubit, not {backend.name}; build "
+                            f"executors with qepi.backends.make_executor")
         self.qfunc, self.n_qubits, self.backend = qfunc, n_qubits, backend
-        self.diff_method = diff_method if diff_method is not None else _DIFF_METHODS[backend.name]
+        self.diff_method = "backprop"
         self.stats = ExecutionStats()
         self.dtype = torch.float32 if backend.dtype == "float32" else torch.float64
         self.input_arg: str | None = None  # None: the circuit takes the inputs first
@@ -119,52 +197,374 @@ class PennyLaneExecutor(ExecutorBase):
         return func(**{self.input_arg: inputs}, **weights)
 
     def _build(self, rows: torch.Tensor, weights: dict[str, torch.Tensor]) -> None:
-        """Read the measurements from one trace; pick the diff method; make the QNode."""
+        """Read the measurements from one trace; make the QNode."""
         import pennylane as qml
 
         tape = qml.tape.make_qscript(self._call_qfunc)(self.qfunc, rows, weights)
-        self.kinds = [measurement_kind(mp) for mp in tape.measurements]
-        if self.qnode is not None:  # a user's QNode runs as it is
-            return
-        # adjoint differentiates neither var/probs nor observables computed from tensors
-        # (e.g. trainable Hamiltonian coefficients: it returns zero for them)
-        tensor_observables = any(isinstance(p, torch.Tensor) for mp in tape.measurements
-                                 if mp.obs is not None for p in mp.obs.data)
-        adjoint_ok = set(self.kinds) == {"expval"} and not tensor_observables
-        if self.diff_method is None:
-            self.diff_method = "adjoint" if adjoint_ok else "parameter-shift"
-        elif self.diff_method == "adjoint" and not adjoint_ok:
-            what = ("observables computed from tensors" if tensor_observables
-                    else ", ".join(sorted(set(self.kinds))))
-            raise UserError(f"diff_method='adjoint' differentiates expval of constant observables "
-                            f"only, the circuit measures {what}; use diff_method='parameter-shift'")
-        device = qml.device(self.backend.name, wires=self.n_qubits)
-        self.qnode = self._unbroadcast(qml.QNode(self.qfunc, device, interface="torch",
-                                                 diff_method=self.diff_method))
+        kinds = [measurement_kind(mp) for mp in tape.measurements]
+        for kind, mp in zip(kinds, tape.measurements):
+            if (kind == "var" and self.backend.name == "default.qubit"
+                    and any(isinstance(op, qml.Hermitian) and _has_tensors(op)
+                            for op in _operators(mp.obs))):
+                raise UserError("default.qubit: var of a Hermitian whose matrix is a tensor has "
+                                "no gradient (PennyLane diagonalises it in NumPy); use "
+                                "backend.name='lightning.qubit', or a NumPy matrix if constant")
+        self.kinds = kinds
+        if self.qnode is None:  # a user's QNode runs as it is
+            device = qml.device(self.backend.name, wires=self.n_qubits)
+            self.qnode = qml.QNode(self.qfunc, device, interface="torch",
+                                   diff_method=self.diff_method)
 
-    def __call__(self, inputs: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
-        n, k, f = inputs.shape
-        rows = inputs.reshape(n * k, f).to(self.dtype)  # (N*K, F)
-        row_weights = broadcast_weights({m: w.to(self.dtype) for m, w in weights.items()}, n)
-        if self.kinds is None:
-            self._build(rows, row_weights)
-        single = rows[0] if n * k == 1 else rows  # one row runs unbatched, as in TorchLayer
+    def _traces(self, row: torch.Tensor, weights: dict[str, torch.Tensor]) -> bool:
+        """Whether the circuit records without error for one row."""
+        import pennylane as qml
+
         try:
-            result = self._call_qfunc(self.qnode, single, row_weights)
-        except UserError:
-            raise
-        except Exception as err:  # noqa: BLE001 - PennyLane's own errors, named for the user
-            raise UserError(f"{self.backend.name} (diff_method={self.diff_method!r}): "
-                            f"{type(err).__name__}: {str(err).splitlines()[0]}") from err
+            qml.tape.make_qscript(self._call_qfunc)(self.qfunc, row, weights)
+        except Exception:  # noqa: BLE001 - any failure: the row does not trace
+            return False
+        return True
+
+    def _columns(self, result, n_rows: int) -> torch.Tensor:
+        """The QNode's result as the (N*K, n_outputs) of the executor contract."""
         results = list(result) if isinstance(result, (list, tuple)) else [result]
         columns = []
         for kind, value in zip(self.kinds, results):
             value = torch.as_tensor(value)
             if value.dim() == (kind == "probs"):  # a circuit that ignores the batch
-                value = value.expand(n * k, *value.shape)
-            columns.append(value.reshape(n * k, -1))  # (N*K, width)
+                value = value.expand(n_rows, *value.shape)
+            columns.append(value.reshape(n_rows, -1))  # (N*K, width)
+        return torch.cat(columns, dim=-1)  # (N*K, n_outputs)
+
+    def __call__(self, inputs: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+        n, k, f = inputs.shape
+        rows = inputs.reshape(n * k, f).to(self.dtype)  # (N*K, F)
+        row_weights = broadcast_weights({m: w.to(self.dtype) for m, w in weights.items()}, n)
+        single = rows[0] if n * k == 1 else rows  # one row runs unbatched, as in TorchLayer
+        names, what = list(row_weights), f"{self.backend.name} (diff_method={self.diff_method!r})"
+
+        def compute(single, *weights):
+            result = self._call_qfunc(self.qnode, single, dict(zip(names, weights)))
+            return self._columns(result, n * k)  # (N*K, n_outputs)
+
+        try:
+            # PennyLane's class-wide eigendecomposition cache may hold the eigenvalues (and the
+            # autograd graph) of an observable of an earlier call: never read it
+            forget_eigendecompositions()
+            if self.kinds is None:
+                self._build(single, row_weights)
+            if self.diff_method == "backprop":  # torch's own backward (higher orders too)
+                out = compute(single, *row_weights.values())
+            else:
+                instead = (f"drop the QNode's diff_method={self.diff_method!r}, or use "
+                           f"backend.name='lightning.qubit' or 'exact'")
+                with _float64_results():
+                    out = _named_backward(compute, what, [single, *row_weights.values()],
+                                          instead)
+        except UserError:
+            raise
+        except Exception as err:  # noqa: BLE001 - PennyLane's own errors, named for the user
+            first_row = {m: w[0] for m, w in row_weights.items()} if k > 1 else row_weights
+            if n * k > 1 and self._traces(rows[0], first_row):
+                raise UserError(f"{what}: the circuit fails on a batch of {n * k} rows "
+                                f"({_first_line(err)}) but not on one; use backend.name="
+                                f"'lightning.qubit', which runs one row at a time") from err
+            raise UserError(f"{what}: {_first_line(err)}") from err
         self.stats.add(n * k, self.shots)
-        return torch.cat(columns, dim=-1).reshape(n, k, -1).to(inputs.dtype)  # (N, K, n_outputs)
+        return out.reshape(n, k, -1).to(inputs.dtype)  # (N, K, n_outputs)
+
+
+# ----------------------------------------------------------------------------- lightning
+
+
+def _pauli_matrices(n_wires: int) -> tuple[list[str], torch.Tensor]:
+    """Every Pauli word on ``n_wires`` wires as a string ("IXZ") and its matrix, stacked:
+    (4**n_wires, 2**n_wires, 2**n_wires)."""
+    single = {"I": np.eye(2), "X": np.array([[0, 1], [1, 0]]), "Y": np.array([[0, -1j], [1j, 0]]),
+              "Z": np.diag([1, -1])}
+    words = ["".join(w) for w in itertools.product("IXYZ", repeat=n_wires)]
+    matrices = []
+    for word in words:
+        matrix = np.ones((1, 1))
+        for letter in word:
+            matrix = np.kron(matrix, single[letter])
+        matrices.append(matrix)
+    return words, torch.as_tensor(np.stack(matrices), dtype=torch.complex128)
+
+
+def pauli_terms(obs) -> dict:
+    """``obs`` as ``{PauliWord: coefficient}``, the coefficients being tensors where ``obs``'s
+    data are; where ``obs`` has no Pauli form, every word on its wires (zeros included) with
+    the coefficients of its matrix's Pauli decomposition.
+
+    >>> import pennylane as qml, torch
+    >>> terms = pauli_terms(torch.tensor(0.5) * qml.X(0) @ qml.Z(1) + qml.Y(1))
+    >>> {str(word): float(c) for word, c in terms.items()}
+    {'X(0) @ Z(1)': 0.5, 'Y(1)': 1.0}
+    >>> hermitian = qml.Hermitian(torch.tensor([[1.0, 2.0], [2.0, -1.0]]), wires=0)
+    >>> {str(word): float(c) for word, c in pauli_terms(hermitian).items()}
+    {'I': 0.0, 'X(0)': 2.0, 'Y(0)': 0.0, 'Z(0)': 1.0}
+    """
+    import pennylane as qml
+    from pennylane.pauli import PauliWord
+
+    if obs.pauli_rep is not None:
+        return dict(obs.pauli_rep)
+    try:
+        matrix = torch.as_tensor(qml.matrix(obs, wire_order=obs.wires)).to(torch.complex128)
+    except Exception as error:  # noqa: BLE001 - PennyLane's own failure, named
+        raise UserError(f"lightning.qubit: the observable {obs.name} has no matrix "
+                        f"({_first_line(error)}); {INSTEAD}") from error
+    words, paulis = _pauli_matrices(len(obs.wires))
+    # (4**n,): tr(P M) / 2**n, real for a Hermitian M
+    coefficients = torch.einsum("pij,ji->p", paulis, matrix).real / matrix.shape[-1]
+    terms = {}
+    for word, coefficient in zip(words, coefficients):
+        terms[PauliWord({wire: letter for wire, letter in zip(obs.wires, word) if letter != "I"})
+              ] = coefficient
+    return terms
+
+
+class Readout:
+    """The expectation values of constant observables that Lightning's adjoint method computes
+    for one tape, and how the circuit's outputs follow from them.
+
+    >>> import pennylane as qml, torch
+    >>> readout = Readout(n_qubits=1)
+    >>> readout.add(qml.var(qml.X(0)))
+    >>> readout.add(qml.probs(wires=[0]))
+    >>> readout.observables  # <X> for the variance (<X²> = 1), <Z> for the probabilities
+    [X(0), Z(0)]
+    >>> readout.outputs(torch.tensor([0.6, 0.2], dtype=torch.float64)).tolist()
+    [0.64, 0.6, 0.4]
+    """
+
+    def __init__(self, n_qubits: int):
+        self.n_qubits = n_qubits
+        self.observables: list = []  # constant observables, measured with expval
+        self._words: dict = {}  # PauliWord -> its index in observables
+        self._outputs: list[Callable] = []  # expectation values (M,) -> (width,) per measurement
+
+    def _observable(self, obs) -> int:
+        self.observables.append(obs)
+        return len(self.observables) - 1
+
+    def _word(self, word) -> int | None:
+        """The index of the Pauli word's expectation value; None for the identity (1)."""
+        if not word:
+            return None
+        if word not in self._words:
+            self._words[word] = self._observable(word.operation())
+        return self._words[word]
+
+    def _combination(self, terms: dict) -> Callable:
+        """values -> Σ coefficient · <word>, as a function of the expectation values."""
+        indexed = [(coefficient, self._word(word)) for word, coefficient in terms.items()]
+
+        def value(values):
+            total = torch.zeros((), dtype=values.dtype)
+            for coefficient, index in indexed:
+                total = total + _real(coefficient) * (1.0 if index is None else values[index])
+            return total
+
+        return value
+
+    def add(self, mp) -> None:
+        """Plan the expectation values that ``mp`` (expval, var or probs) follows from."""
+        kind = measurement_kind(mp)
+        if mp.mv is not None:
+            raise UserError(f"lightning.qubit: {kind} of a mid-circuit measurement; {INSTEAD}")
+        if kind == "probs":
+            self._outputs.append(self._probabilities(mp))
+        elif kind == "expval" and not _has_tensors(mp.obs):
+            index = self._observable(mp.obs)
+            self._outputs.append(lambda values: values[index : index + 1])
+        elif kind == "expval":
+            combination = self._combination(pauli_terms(mp.obs))
+            self._outputs.append(lambda values: combination(values).reshape(1))
+        else:
+            self._outputs.append(self._variance(mp.obs))
+
+    def _probabilities(self, mp) -> Callable:
+        """p(b) = 2⁻ᵏ Σ_s (-1)^(b·s) <Z_s>, over the subsets s of the k wires (first wire most
+        significant in b and s): a Walsh-Hadamard transform of the Z strings' values."""
+        from pennylane.pauli import PauliWord
+
+        if mp.obs is not None:
+            raise UserError(f"lightning.qubit: probs in the eigenbasis of {mp.obs.name}; "
+                            f"{INSTEAD}")
+        wires = list(mp.wires) or list(range(self.n_qubits))
+        k = len(wires)
+        indices = [self._word(PauliWord({wire: "Z" for j, wire in enumerate(wires)
+                                         if (s >> (k - 1 - j)) & 1})) for s in range(2**k)]
+        outcomes = np.arange(2**k)
+        parity = np.array([[bin(b & s).count("1") % 2 for s in outcomes] for b in outcomes])
+        walsh = torch.as_tensor((1 - 2 * parity) / 2**k)  # (2**k, 2**k)
+
+        def probabilities(values):
+            strings = torch.stack([torch.ones((), dtype=values.dtype) if i is None else values[i]
+                                   for i in indices])  # (2**k,)
+            # rounding leaves an impossible outcome at ±1e-17: clamped at zero, as default.qubit
+            # gives it (a log of it is -inf, not NaN); the derivative there is zero either way
+            return (walsh.to(values.dtype) @ strings).clamp(min=0)
+
+        return probabilities
+
+    def _variance(self, obs) -> Callable:
+        """var(O) = <O²> - <O>²: with O = Σ c_w w over Pauli words, O² = Σ c_w c_v w v, where
+        the anticommuting pairs cancel; a constant O without Pauli form as Hermitians."""
+        import pennylane as qml
+
+        if obs.pauli_rep is None and not _has_tensors(obs):
+            matrix = qml.matrix(obs, wire_order=obs.wires)
+            first = self._observable(obs)
+            second = self._observable(qml.Hermitian(matrix @ matrix, wires=obs.wires))
+            return lambda values: (values[second] - values[first] ** 2).reshape(1)
+        terms = pauli_terms(obs)
+        mean = self._combination(terms)
+        squares = []  # (coefficient of w, of v, multiplicity · phase, index of w v)
+        items = list(terms.items())
+        for i, (word, c) in enumerate(items):
+            for other, d in items[i:]:
+                ((product, phase),) = (word @ other).items()
+                if abs(phase.imag) < 0.5:  # w and v commute: w v + v w = 2 w v
+                    squares.append((c, d, (1 if other == word else 2) * phase.real,
+                                    self._word(product)))
+
+        def variance(values):
+            second = torch.zeros((), dtype=values.dtype)
+            for c, d, factor, index in squares:
+                second = second + (_real(c) * _real(d) * factor
+                                   * (1.0 if index is None else values[index]))
+            return (second - mean(values) ** 2).reshape(1)
+
+        return variance
+
+    def outputs(self, values: torch.Tensor) -> torch.Tensor:
+        """The circuit's outputs (n_outputs,) from the expectation values (M,)."""
+        return torch.cat([output(values) for output in self._outputs])
+
+
+def _real(coefficient):
+    """The real part of a Pauli coefficient (a float, a complex or a tensor)."""
+    if isinstance(coefficient, torch.Tensor):
+        return coefficient.real if coefficient.is_complex() else coefficient
+    return float(np.real(coefficient))
+
+
+# constant gates Lightning 0.45 applies with a kernel of its own, one parameter each
+_NUMBERED_RIGHT = frozenset({
+    "RX", "RY", "RZ", "PhaseShift", "Rot", "U1", "U2", "U3", "CRX", "CRY", "CRZ", "CRot",
+    "ControlledPhaseShift", "IsingXX", "IsingXY", "IsingYY", "IsingZZ", "MultiRZ", "PauliRot",
+    "SingleExcitation", "SingleExcitationMinus", "SingleExcitationPlus", "GlobalPhase", "PSWAP",
+    "QubitUnitary"})
+
+
+def _lowered(op):
+    """``op`` as Lightning's adjoint method differentiates the tape it is in correctly.
+
+    Lightning 0.45 numbers the parameters of a tape its own way: a gate it applies as a matrix
+    (``DiagonalQubitUnitary``, ``BlockEncode``, a controlled or adjoint gate) enters with no
+    parameter or with one more, so the derivatives of every later gate are read from the wrong
+    parameter, or are zero. Such a gate without trainable parameters therefore runs as a
+    ``QubitUnitary``, which Lightning numbers right. A trainable adjoint runs as the gate's own
+    inverse (``PauliRot(-θ)`` for ``adjoint(PauliRot(θ))``, whose derivative Lightning gives
+    as zero), and a trainable (controlled) ``PCPhase``, which Lightning cannot differentiate, as
+    the ``DiagonalQubitUnitary`` of its diagonal.
+    """
+    import pennylane as qml
+    from pennylane.ops.op_math import Adjoint, Controlled, ControlledOp
+
+    if _trainable(op):
+        if isinstance(op, Adjoint):
+            try:
+                return _lowered(op.base.adjoint())
+            except qml.exceptions.AdjointUndefinedError:
+                return op
+        base = op
+        while isinstance(base, Controlled):
+            base = base.base
+        if isinstance(base, qml.PCPhase):
+            diagonal = torch.diagonal(torch.as_tensor(qml.matrix(op, wire_order=op.wires)))
+            return qml.DiagonalQubitUnitary(diagonal, wires=op.wires)
+        return op
+    wrapper = isinstance(op, Adjoint) or type(op) in (Controlled, ControlledOp)
+    if (wrapper or (op.data and op.name not in _NUMBERED_RIGHT)) and op.has_matrix:
+        return qml.QubitUnitary(qml.matrix(op), wires=op.wires)
+    return op
+
+
+class LightningExecutor(ExecutorBase):
+    """Runs the circuit on ``lightning.qubit``, one tape per row in one execution, with
+    Lightning's adjoint method on expectation values of constant observables (see
+    :class:`Readout`); PennyLane's failures, forward or backward, are one-line UserErrors."""
+
+    capabilities = Capabilities(measurements=frozenset(MEASUREMENT_KINDS))
+    diff_method = "adjoint"
+
+    def __init__(self, qfunc: Callable, n_qubits: int, backend: Backend):
+        self.qfunc, self.n_qubits, self.backend = qfunc, n_qubits, backend
+        self.stats = ExecutionStats()
+        self.dtype = torch.float32 if backend.dtype == "float32" else torch.float64
+        self.device = None  # made on the first call
+
+    def _tape(self, row: torch.Tensor, weights: dict[str, torch.Tensor]):
+        """(tape of expectation values, its Readout) for one row."""
+        import pennylane as qml
+
+        tape = qml.tape.make_qscript(self.qfunc)(row, **weights)
+        readout = Readout(self.n_qubits)
+        for mp in tape.measurements:
+            readout.add(mp)
+        measurements = [qml.expval(obs) for obs in readout.observables]
+        operations = tape.operations
+        if any(_trainable(op) for op in operations):  # else no derivative is read
+            operations = [_lowered(op) for op in operations]
+        return qml.tape.QuantumScript(operations, measurements), readout
+
+    def _outputs(self, rows: torch.Tensor, names: list[str], *weights) -> torch.Tensor:
+        """(N*K, n_outputs) for rows (N*K, F) and per-copy weights (K, ...)."""
+        import pennylane as qml
+
+        copies = weights[0].shape[0] if weights else 1
+        tapes, readouts = [], []
+        for r, row in enumerate(rows):
+            tape, readout = self._tape(row, {m: w[r % copies] for m, w in zip(names, weights)})
+            tapes.append(tape)
+            readouts.append(readout)
+        measured = [tape for tape in tapes if tape.measurements]
+        results = iter(qml.execute(measured, self.device, diff_method="adjoint",
+                                   device_vjp=True) if measured else ())
+        outputs = []
+        for tape, readout in zip(tapes, readouts):
+            values = torch.zeros(0, dtype=torch.float64)
+            if tape.measurements:
+                result = next(results)
+                values = torch.stack(list(result) if isinstance(result, (list, tuple))
+                                     else [result]).to(torch.float64)  # (M,)
+            outputs.append(readout.outputs(values))
+        return torch.stack(outputs)  # (N*K, n_outputs)
+
+    def __call__(self, inputs: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+        import pennylane as qml
+
+        n, k, f = inputs.shape
+        rows = inputs.reshape(n * k, f).to(self.dtype)  # (N*K, F)
+        names = list(weights)
+        leaves = [rows, *(weights[m].to(self.dtype) for m in names)]
+        if self.device is None:
+            self.device = qml.device("lightning.qubit", wires=self.n_qubits)
+        try:
+            with _float64_results():
+                out = _named_backward(lambda rows, *w: self._outputs(rows, names, *w),
+                                      "lightning.qubit (adjoint)", leaves)
+        except UserError:
+            raise
+        except Exception as err:  # noqa: BLE001 - PennyLane's own errors, named for the user
+            raise UserError(f"lightning.qubit (adjoint) cannot run this circuit "
+                            f"({_first_line(err)}); {INSTEAD}") from err
+        self.stats.add(n * k)
+        return out.reshape(n, k, -1).to(inputs.dtype)  # (N, K, n_outputs)
 
 
 def _exact_values_only(backend: Backend) -> None:
@@ -189,10 +589,10 @@ register_backend(BackendEntry(
 ))
 register_backend(BackendEntry(
     "lightning.qubit",
-    build=lambda qfunc, n_qubits, backend, seed=0: PennyLaneExecutor(qfunc, n_qubits, backend),
+    build=lambda qfunc, n_qubits, backend, seed=0: LightningExecutor(qfunc, n_qubits, backend),
     validate=_exact_values_only,
     summary="PennyLane Lightning's C++ statevector simulator with adjoint differentiation",
-    capabilities=PennyLaneExecutor.capabilities,
+    capabilities=LightningExecutor.capabilities,
 ))
 
-__all__ = ["PennyLaneExecutor", "measurement_kind"]
+__all__ = ["LightningExecutor", "PennyLaneExecutor", "Readout", "measurement_kind", "pauli_terms"]
