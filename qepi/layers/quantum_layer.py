@@ -101,10 +101,12 @@ def resolve_route(qnode, backend: Backend | str | None) -> Route:
     >>> circuit = qml.set_shots(qml.QNode(lambda inputs: qml.expval(qml.Z(0)), dev), 20)
     >>> resolve_route(circuit, None).own_qnode, resolve_route(circuit, "aer").backend.shots
     (True, 0)
-    >>> resolve_route(circuit, "exact")
+    >>> resolve_route(circuit, "exact").shots  # exact samples shots itself
+    (20,)
+    >>> resolve_route(circuit, "lightning.qubit")
     Traceback (most recent call last):
     ...
-    qepi.errors.UserError: QNode shots=[20]: exact computes exact values; pass backend=...
+    qepi.errors.UserError: QNode shots=[20]: lightning.qubit computes exact values; pass backend=...
     """
     device = getattr(qnode, "device", None)
     device_name = device.name if device is not None else None
