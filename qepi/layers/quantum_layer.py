@@ -368,7 +368,9 @@ class QuantumLayer(nn.Module):
         if route.own_qnode:
             return [PennyLaneExecutor.from_qnode(self.qnode, self._input_name, shots, key)
                     for shots in (route.shots or (None,))]
-        backend = route.backend if key is None else dataclasses.replace(route.backend, dtype=key)
+        # sampled estimates are computed in float64 and returned in the inputs' dtype
+        follow = key is not None and not route.shots
+        backend = dataclasses.replace(route.backend, dtype=key) if follow else route.backend
         if not route.shots:
             return [make_executor(self.qfunc, self.n_qubits, backend, self.seed)]
         return [make_executor(self.qfunc, self.n_qubits, dataclasses.replace(backend, shots=s),
