@@ -92,7 +92,7 @@ FIXED_GATES: dict[str, str] = {
 _DROPPED = {"Identity", "GlobalPhase", "Barrier"}
 _MATRIX_GATES = {"QubitUnitary", "ControlledQubitUnitary"}  # gates given by a matrix
 _MAX_DEPTH = 32  # nested decompositions before a gate counts as undecomposable
-_MAX_MATRIX_WIRES = 8  # observables without a Pauli form: decompose matrices up to this size
+_MAX_MATRIX_WIRES = 8  # gates and observables given by a matrix: decompose up to this size
 
 SHIFT = math.pi / 2  # the shift of every angle in SHIFTABLE_GATES
 
@@ -164,7 +164,10 @@ class Traced:
 
 
 def flatten_op(op, out: list, depth: int = 0) -> None:
-    """Append ``op`` decomposed down to supported gates to ``out``."""
+    """Append ``op`` decomposed down to supported gates to ``out``; a gate without a
+    decomposition (``BlockEncode``, ...) is decomposed as the ``QubitUnitary`` of its matrix."""
+    import pennylane as qml
+
     name = op.name
     if name in _DROPPED:
         return
@@ -179,8 +182,12 @@ def flatten_op(op, out: list, depth: int = 0) -> None:
         decomposable = depth < _MAX_DEPTH and op.has_decomposition
         if decomposable and name == "QubitUnitary" and len(op.wires) >= 2:
             decomposition = checked_unitary_decomposition(op)
+        elif decomposable:
+            decomposition = op.decomposition()
+        elif depth < _MAX_DEPTH and op.has_matrix and len(op.wires) <= _MAX_MATRIX_WIRES:
+            decomposition = [qml.QubitUnitary(op.matrix(), wires=op.wires)]  # e.g. BlockEncode
         else:
-            decomposition = op.decomposition() if decomposable else None
+            decomposition = None
     except Exception as err:  # noqa: BLE001
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"gate {name} on wires {list(op.wires)} cannot be run by the aer "

@@ -98,6 +98,10 @@ GATES = {
                                                                  wires=[1, 0, 2]),
     "ControlledQubitUnitary (trainable)": lambda w: qml.ControlledQubitUnitary(
         torch.linalg.matrix_exp(1j * _herm(w)), wires=[2, 1]),
+    "BlockEncode (no decomposition: its matrix)": lambda w: qml.BlockEncode(
+        _unitary(1, 3)[:1, :2] * 0.8, wires=[1, 0]),
+    "ctrl(BlockEncode)": lambda w: qml.ctrl(qml.BlockEncode(_unitary(1, 4)[:1, :2] * 0.8,
+                                                            wires=[0, 2]), control=1),
 }
 
 
