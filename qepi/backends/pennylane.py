@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 from collections.abc import Callable, Iterator
 
@@ -277,6 +278,7 @@ class PennyLaneExecutor(ExecutorBase):
 # ----------------------------------------------------------------------------- lightning
 
 
+@functools.cache
 def _pauli_matrices(n_wires: int) -> tuple[list[str], torch.Tensor]:
     """Every Pauli word on ``n_wires`` wires as a string ("IXZ") and its matrix, stacked:
     (4**n_wires, 2**n_wires, 2**n_wires)."""
@@ -323,6 +325,19 @@ def pauli_terms(obs) -> dict:
         terms[PauliWord({wire: letter for wire, letter in zip(obs.wires, word) if letter != "I"})
               ] = coefficient
     return terms
+
+
+@functools.cache
+def _walsh(k: int) -> torch.Tensor:
+    """(2**k, 2**k): (-1)^(b·s) / 2**k, the inverse Walsh-Hadamard transform on k bits.
+
+    >>> (_walsh(2) * 4).tolist()[1]
+    [1.0, -1.0, 1.0, -1.0]
+    """
+    hadamard = np.ones((1, 1))
+    for _ in range(k):
+        hadamard = np.kron(hadamard, [[1, 1], [1, -1]])
+    return torch.as_tensor(hadamard / 2**k, dtype=torch.float64)
 
 
 class Readout:
@@ -397,9 +412,7 @@ class Readout:
         k = len(wires)
         indices = [self._word(PauliWord({wire: "Z" for j, wire in enumerate(wires)
                                          if (s >> (k - 1 - j)) & 1})) for s in range(2**k)]
-        outcomes = np.arange(2**k)
-        parity = np.array([[bin(b & s).count("1") % 2 for s in outcomes] for b in outcomes])
-        walsh = torch.as_tensor((1 - 2 * parity) / 2**k)  # (2**k, 2**k)
+        walsh = _walsh(k)  # (2**k, 2**k)
 
         def probabilities(values):
             strings = torch.stack([torch.ones((), dtype=values.dtype) if i is None else values[i]
@@ -533,8 +546,10 @@ class LightningExecutor(ExecutorBase):
             tapes.append(tape)
             readouts.append(readout)
         measured = [tape for tape in tapes if tape.measurements]
-        results = iter(qml.execute(measured, self.device, diff_method="adjoint",
-                                   device_vjp=True) if measured else ())
+        with _float64_results():
+            # the Jacobian computed with the values: faster than vector-Jacobian products here
+            results = iter(qml.execute(measured, self.device, diff_method="adjoint")
+                           if measured else ())
         outputs = []
         for tape, readout in zip(tapes, readouts):
             values = torch.zeros(0, dtype=torch.float64)
@@ -555,9 +570,8 @@ class LightningExecutor(ExecutorBase):
         if self.device is None:
             self.device = qml.device("lightning.qubit", wires=self.n_qubits)
         try:
-            with _float64_results():
-                out = _named_backward(lambda rows, *w: self._outputs(rows, names, *w),
-                                      "lightning.qubit (adjoint)", leaves)
+            out = _named_backward(lambda rows, *w: self._outputs(rows, names, *w),
+                                  "lightning.qubit (adjoint)", leaves)
         except UserError:
             raise
         except Exception as err:  # noqa: BLE001 - PennyLane's own errors, named for the user
