@@ -125,19 +125,9 @@ def _trainable(op) -> bool:
     return any(isinstance(p, torch.Tensor) and p.requires_grad for p in op.data)
 
 
-def _operators(obs) -> Iterator:
-    """``obs`` and every operator inside it (sums, products, scalar products)."""
-    from pennylane.ops.op_math import CompositeOp, SymbolicOp
-
-    yield obs
-    inner = obs.operands if isinstance(obs, CompositeOp) else (
-        [obs.base] if isinstance(obs, SymbolicOp) else [])
-    for op in inner:
-        yield from _operators(op)
-
-
 class PennyLaneExecutor(ExecutorBase):
-    """Runs the circuit on ``default.qubit`` as one broadcast QNode call, with backprop."""
+    """Runs the circuit on ``default.qubit`` as one broadcast QNode call, with backprop;
+    observables computed from tensors are read from their Pauli words (see :class:`Readout`)."""
 
     capabilities = Capabilities(measurements=frozenset(MEASUREMENT_KINDS))
 
@@ -152,6 +142,7 @@ class PennyLaneExecutor(ExecutorBase):
         self.input_arg: str | None = None  # None: the circuit takes the inputs first
         self.qnode = None  # built on the first call, once the measurements are known
         self.kinds: list[str] | None = None  # measurement kinds, in order
+        self.readout: Readout | None = None  # of the latest call
         self.shots = 0
 
     @classmethod
@@ -202,19 +193,26 @@ class PennyLaneExecutor(ExecutorBase):
         import pennylane as qml
 
         tape = qml.tape.make_qscript(self._call_qfunc)(self.qfunc, rows, weights)
-        kinds = [measurement_kind(mp) for mp in tape.measurements]
-        for kind, mp in zip(kinds, tape.measurements):
-            if (kind == "var" and self.backend.name == "default.qubit"
-                    and any(isinstance(op, qml.Hermitian) and _has_tensors(op)
-                            for op in _operators(mp.obs))):
-                raise UserError("default.qubit: var of a Hermitian whose matrix is a tensor has "
-                                "no gradient (PennyLane diagonalises it in NumPy); use "
-                                "backend.name='lightning.qubit', or a NumPy matrix if constant")
-        self.kinds = kinds
+        self.kinds = [measurement_kind(mp) for mp in tape.measurements]
         if self.qnode is None:  # a user's QNode runs as it is
             device = qml.device(self.backend.name, wires=self.n_qubits)
-            self.qnode = qml.QNode(self.qfunc, device, interface="torch",
+            self.qnode = qml.QNode(self._read, device, interface="torch",
                                    diff_method=self.diff_method)
+
+    def _read(self, inputs, **weights):
+        """The circuit measuring what its :class:`Readout` reads the outputs from: observables
+        computed from tensors become their constant Pauli words (PennyLane mishandles them:
+        a batch of coefficients on an unbatched state, a variance of a tensor Hermitian
+        without gradient, eigenvalues cached under 4 printed decimals)."""
+        import pennylane as qml
+
+        tape = qml.tape.make_qscript(self.qfunc)(inputs, **weights)
+        self.readout = Readout(self.n_qubits)
+        for mp in tape.measurements:
+            self.readout.add(mp)
+        for op in tape.operations:
+            qml.apply(op)
+        return [qml.apply(mp) for mp in self.readout.measurements]
 
     def _traces(self, row: torch.Tensor, weights: dict[str, torch.Tensor]) -> bool:
         """Whether the circuit records without error for one row."""
@@ -229,13 +227,15 @@ class PennyLaneExecutor(ExecutorBase):
     def _columns(self, result, n_rows: int) -> torch.Tensor:
         """The QNode's result as the (N*K, n_outputs) of the executor contract."""
         results = list(result) if isinstance(result, (list, tuple)) else [result]
-        columns = []
-        for kind, value in zip(self.kinds, results):
-            value = torch.as_tensor(value)
-            if value.dim() == (kind == "probs"):  # a circuit that ignores the batch
-                value = value.expand(n_rows, *value.shape)
-            columns.append(value.reshape(n_rows, -1))  # (N*K, width)
-        return torch.cat(columns, dim=-1)  # (N*K, n_outputs)
+        if self.input_arg is None:  # qepi's own QNode: its Readout's columns, (N*K?, width)
+            columns = self.readout.columns(results)
+        else:
+            columns = [torch.as_tensor(value) if kind == "probs"
+                       else torch.as_tensor(value).unsqueeze(-1)
+                       for kind, value in zip(self.kinds, results)]
+        # a column without the batch dimension: the circuit ignores the batch
+        return torch.cat([column.expand(n_rows, column.shape[-1]) for column in columns],
+                         dim=-1)  # (N*K, n_outputs)
 
     def __call__(self, inputs: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
         n, k, f = inputs.shape
@@ -295,36 +295,58 @@ def _pauli_matrices(n_wires: int) -> tuple[list[str], torch.Tensor]:
 
 
 def pauli_terms(obs) -> dict:
-    """``obs`` as ``{PauliWord: coefficient}``, the coefficients being tensors where ``obs``'s
-    data are; where ``obs`` has no Pauli form, every word on its wires (zeros included) with
+    """``obs`` as ``{PauliWord: coefficient}``, the coefficients being tensors (batched too)
+    where ``obs``'s data are. Sums, products and scalar products are expanded term by term;
+    another operator without a Pauli form gives every word on its wires (zeros included) with
     the coefficients of its matrix's Pauli decomposition.
 
     >>> import pennylane as qml, torch
     >>> terms = pauli_terms(torch.tensor(0.5) * qml.X(0) @ qml.Z(1) + qml.Y(1))
     >>> {str(word): float(c) for word, c in terms.items()}
     {'X(0) @ Z(1)': 0.5, 'Y(1)': 1.0}
+    >>> terms = pauli_terms(torch.tensor([1.0, 2.0]) * qml.X(0))  # a batch of coefficients
+    >>> {str(word): c.tolist() for word, c in terms.items()}
+    {'X(0)': [1.0, 2.0]}
     >>> hermitian = qml.Hermitian(torch.tensor([[1.0, 2.0], [2.0, -1.0]]), wires=0)
     >>> {str(word): float(c) for word, c in pauli_terms(hermitian).items()}
     {'I': 0.0, 'X(0)': 2.0, 'Y(0)': 0.0, 'Z(0)': 1.0}
     """
     import pennylane as qml
+    from pennylane.ops.op_math import Prod, SProd, Sum
     from pennylane.pauli import PauliWord
 
     if obs.pauli_rep is not None:
         return dict(obs.pauli_rep)
+    if isinstance(obs, SProd):
+        return {word: obs.scalar * c for word, c in pauli_terms(obs.base).items()}
+    if isinstance(obs, Sum):
+        terms: dict = {}
+        for operand in obs.operands:
+            for word, c in pauli_terms(operand).items():
+                terms[word] = terms[word] + c if word in terms else c
+        return terms
+    if isinstance(obs, Prod):
+        terms = {PauliWord({}): 1.0}
+        for factor in obs.operands:
+            product: dict = {}
+            for word, c in terms.items():
+                for other, d in pauli_terms(factor).items():
+                    ((word_other, phase),) = (word @ other).items()
+                    value = phase * c * d
+                    product[word_other] = product[word_other] + value if (
+                        word_other in product) else value
+            terms = product
+        return terms
     try:
         matrix = torch.as_tensor(qml.matrix(obs, wire_order=obs.wires)).to(torch.complex128)
     except Exception as error:  # noqa: BLE001 - PennyLane's own failure, named
-        raise UserError(f"lightning.qubit: the observable {obs.name} has no matrix "
+        raise UserError(f"observable {obs.name}: no Pauli form and no matrix "
                         f"({_first_line(error)}); {INSTEAD}") from error
     words, paulis = _pauli_matrices(len(obs.wires))
-    # (4**n,): tr(P M) / 2**n, real for a Hermitian M
-    coefficients = torch.einsum("pij,ji->p", paulis, matrix).real / matrix.shape[-1]
-    terms = {}
-    for word, coefficient in zip(words, coefficients):
-        terms[PauliWord({wire: letter for wire, letter in zip(obs.wires, word) if letter != "I"})
-              ] = coefficient
-    return terms
+    # (..., 4**n): tr(P M) / 2**n, real for a Hermitian M
+    coefficients = torch.einsum("pij,...ji->...p", paulis, matrix).real / matrix.shape[-1]
+    return {PauliWord({wire: letter for wire, letter in zip(obs.wires, word) if letter != "I"}):
+            coefficients[..., p] for p, word in enumerate(words)}
 
 
 @functools.cache
@@ -340,65 +362,85 @@ def _walsh(k: int) -> torch.Tensor:
     return torch.as_tensor(hadamard / 2**k, dtype=torch.float64)
 
 
+def _real(coefficient):
+    """The real part of a Pauli coefficient (a float, a complex or a tensor)."""
+    if isinstance(coefficient, torch.Tensor):
+        return coefficient.real if coefficient.is_complex() else coefficient
+    return float(np.real(coefficient))
+
+
 class Readout:
-    """The expectation values of constant observables that Lightning's adjoint method computes
-    for one tape, and how the circuit's outputs follow from them.
+    """What a device measures for a circuit's measurements, and how the circuit's outputs
+    follow from the results.
+
+    A measurement of a kind in ``native`` whose observable is constant is measured as it is
+    (mid-circuit measurement statistics too, if ``mid_circuit``). Any other is read from
+    expectation values of constant observables: an observable computed from tensors from its
+    Pauli words (:func:`pauli_terms`), ``var(O) = <O²> - <O>²``, and ``probs`` from the
+    ``Z`` strings of its wires. Results and outputs broadcast over leading batch dimensions.
 
     >>> import pennylane as qml, torch
-    >>> readout = Readout(n_qubits=1)
+    >>> readout = Readout(n_qubits=1, native={"expval"})
     >>> readout.add(qml.var(qml.X(0)))
     >>> readout.add(qml.probs(wires=[0]))
-    >>> readout.observables  # <X> for the variance (<X²> = 1), <Z> for the probabilities
-    [X(0), Z(0)]
-    >>> readout.outputs(torch.tensor([0.6, 0.2], dtype=torch.float64)).tolist()
+    >>> readout.measurements  # <X> for the variance (<X²> = 1), <Z> for the probabilities
+    [expval(X(0)), expval(Z(0))]
+    >>> results = [torch.tensor(0.6, dtype=torch.float64), torch.tensor(0.2, dtype=torch.float64)]
+    >>> readout.outputs(results).tolist()
     [0.64, 0.6, 0.4]
     """
 
-    def __init__(self, n_qubits: int):
-        self.n_qubits = n_qubits
-        self.observables: list = []  # constant observables, measured with expval
-        self._words: dict = {}  # PauliWord -> its index in observables
-        self._outputs: list[Callable] = []  # expectation values (M,) -> (width,) per measurement
+    def __init__(self, n_qubits: int, native=frozenset(MEASUREMENT_KINDS),
+                 mid_circuit: bool = True):
+        self.n_qubits, self.native, self.mid_circuit = n_qubits, frozenset(native), mid_circuit
+        self.measurements: list = []  # what the device measures, in order
+        self._words: dict = {}  # PauliWord -> the index of its expectation value
+        self._columns: list[Callable] = []  # results -> (..., width), one per measurement
 
-    def _observable(self, obs) -> int:
-        self.observables.append(obs)
-        return len(self.observables) - 1
+    def _measure(self, mp) -> int:
+        self.measurements.append(mp)
+        return len(self.measurements) - 1
+
+    def _expval(self, obs) -> int:
+        import pennylane as qml
+
+        with qml.QueuingManager.stop_recording():
+            return self._measure(qml.expval(obs))
 
     def _word(self, word) -> int | None:
         """The index of the Pauli word's expectation value; None for the identity (1)."""
         if not word:
             return None
         if word not in self._words:
-            self._words[word] = self._observable(word.operation())
+            self._words[word] = self._expval(word.operation())
         return self._words[word]
 
     def _combination(self, terms: dict) -> Callable:
-        """values -> Σ coefficient · <word>, as a function of the expectation values."""
-        indexed = [(coefficient, self._word(word)) for word, coefficient in terms.items()]
+        """results -> Σ coefficient · <word>."""
+        indexed = [(_real(c), self._word(word)) for word, c in terms.items()]
 
-        def value(values):
-            total = torch.zeros((), dtype=values.dtype)
-            for coefficient, index in indexed:
-                total = total + _real(coefficient) * (1.0 if index is None else values[index])
-            return total
+        def value(results):
+            return sum(c * (1.0 if index is None else results[index]) for c, index in indexed)
 
         return value
 
     def add(self, mp) -> None:
-        """Plan the expectation values that ``mp`` (expval, var or probs) follows from."""
+        """Plan what the device measures for ``mp`` (expval, var or probs)."""
         kind = measurement_kind(mp)
-        if mp.mv is not None:
+        constant = mp.obs is None or not _has_tensors(mp.obs)
+        if mp.mv is not None and not self.mid_circuit:
             raise UserError(f"lightning.qubit: {kind} of a mid-circuit measurement; {INSTEAD}")
-        if kind == "probs":
-            self._outputs.append(self._probabilities(mp))
-        elif kind == "expval" and not _has_tensors(mp.obs):
-            index = self._observable(mp.obs)
-            self._outputs.append(lambda values: values[index : index + 1])
+        if kind in self.native and constant:
+            index = self._measure(mp)
+            self._columns.append(lambda results: torch.as_tensor(results[index]).unsqueeze(-1)
+                                 if kind != "probs" else torch.as_tensor(results[index]))
+        elif kind == "probs":
+            self._columns.append(self._probabilities(mp))
         elif kind == "expval":
             combination = self._combination(pauli_terms(mp.obs))
-            self._outputs.append(lambda values: combination(values).reshape(1))
+            self._columns.append(lambda results: _as_column(combination(results)))
         else:
-            self._outputs.append(self._variance(mp.obs))
+            self._columns.append(self._variance(mp.obs))
 
     def _probabilities(self, mp) -> Callable:
         """p(b) = 2⁻ᵏ Σ_s (-1)^(b·s) <Z_s>, over the subsets s of the k wires (first wire most
@@ -412,14 +454,14 @@ class Readout:
         k = len(wires)
         indices = [self._word(PauliWord({wire: "Z" for j, wire in enumerate(wires)
                                          if (s >> (k - 1 - j)) & 1})) for s in range(2**k)]
-        walsh = _walsh(k)  # (2**k, 2**k)
 
-        def probabilities(values):
-            strings = torch.stack([torch.ones((), dtype=values.dtype) if i is None else values[i]
-                                   for i in indices])  # (2**k,)
+        def probabilities(results):
+            strings = torch.stack(torch.broadcast_tensors(*[
+                torch.ones((), dtype=torch.float64) if i is None else results[i]
+                for i in indices]), -1)  # (..., 2**k)
             # rounding leaves an impossible outcome at ±1e-17: clamped at zero, as default.qubit
             # gives it (a log of it is -inf, not NaN); the derivative there is zero either way
-            return (walsh.to(values.dtype) @ strings).clamp(min=0)
+            return (strings @ _walsh(k).to(strings.dtype)).clamp(min=0)  # (..., 2**k)
 
         return probabilities
 
@@ -430,81 +472,107 @@ class Readout:
 
         if obs.pauli_rep is None and not _has_tensors(obs):
             matrix = qml.matrix(obs, wire_order=obs.wires)
-            first = self._observable(obs)
-            second = self._observable(qml.Hermitian(matrix @ matrix, wires=obs.wires))
-            return lambda values: (values[second] - values[first] ** 2).reshape(1)
+            first = self._expval(obs)
+            second = self._expval(qml.Hermitian(matrix @ matrix, wires=obs.wires))
+            return lambda results: _as_column(results[second] - results[first] ** 2)
         terms = pauli_terms(obs)
         mean = self._combination(terms)
-        squares = []  # (coefficient of w, of v, multiplicity · phase, index of w v)
+        squares = []  # (c_w c_v · multiplicity · phase, the index of w v)
         items = list(terms.items())
         for i, (word, c) in enumerate(items):
             for other, d in items[i:]:
                 ((product, phase),) = (word @ other).items()
                 if abs(phase.imag) < 0.5:  # w and v commute: w v + v w = 2 w v
-                    squares.append((c, d, (1 if other == word else 2) * phase.real,
-                                    self._word(product)))
+                    factor = (1 if other == word else 2) * phase.real
+                    squares.append((_real(c) * _real(d) * factor, self._word(product)))
 
-        def variance(values):
-            second = torch.zeros((), dtype=values.dtype)
-            for c, d, factor, index in squares:
-                second = second + (_real(c) * _real(d) * factor
-                                   * (1.0 if index is None else values[index]))
-            return (second - mean(values) ** 2).reshape(1)
+        def variance(results):
+            second = sum(c * (1.0 if index is None else results[index]) for c, index in squares)
+            return _as_column(second - mean(results) ** 2)
 
         return variance
 
-    def outputs(self, values: torch.Tensor) -> torch.Tensor:
-        """The circuit's outputs (n_outputs,) from the expectation values (M,)."""
-        return torch.cat([output(values) for output in self._outputs])
+    def columns(self, results: list) -> list[torch.Tensor]:
+        """The circuit's outputs, one (..., width) tensor per measurement, from the device's
+        results (one per entry of ``measurements``)."""
+        # a device's floats (nothing to differentiate) as float64 tensors
+        results = [result if isinstance(result, torch.Tensor)
+                   else torch.as_tensor(result, dtype=torch.float64) for result in results]
+        return [column(results) for column in self._columns]
+
+    def outputs(self, results: list) -> torch.Tensor:
+        """The circuit's outputs (..., n_outputs) from the device's results."""
+        return torch.cat(self.columns(results), dim=-1)
 
 
-def _real(coefficient):
-    """The real part of a Pauli coefficient (a float, a complex or a tensor)."""
-    if isinstance(coefficient, torch.Tensor):
-        return coefficient.real if coefficient.is_complex() else coefficient
-    return float(np.real(coefficient))
+def _as_column(value) -> torch.Tensor:
+    """A scalar (or a batch of scalars) as (..., 1)."""
+    return torch.as_tensor(value, dtype=torch.float64).unsqueeze(-1)
 
 
-# constant gates Lightning 0.45 applies with a kernel of its own, one parameter each
-_NUMBERED_RIGHT = frozenset({
+# gates Lightning 0.45 applies and differentiates with kernels of its own, at any angle
+_LIGHTNING_KERNELS = frozenset({
     "RX", "RY", "RZ", "PhaseShift", "Rot", "U1", "U2", "U3", "CRX", "CRY", "CRZ", "CRot",
     "ControlledPhaseShift", "IsingXX", "IsingXY", "IsingYY", "IsingZZ", "MultiRZ", "PauliRot",
-    "SingleExcitation", "SingleExcitationMinus", "SingleExcitationPlus", "GlobalPhase", "PSWAP",
-    "QubitUnitary"})
+    "SingleExcitation", "SingleExcitationMinus", "SingleExcitationPlus", "GlobalPhase", "PSWAP"})
 
 
-def _lowered(op):
-    """``op`` as Lightning's adjoint method differentiates the tape it is in correctly.
+def _lowered(op) -> list:
+    """``op`` as gates whose derivatives Lightning's adjoint method gets right (0.45).
 
-    Lightning 0.45 numbers the parameters of a tape its own way: a gate it applies as a matrix
+    Lightning numbers the parameters of a tape its own way: a gate it applies as a matrix
     (``DiagonalQubitUnitary``, ``BlockEncode``, a controlled or adjoint gate) enters with no
-    parameter or with one more, so the derivatives of every later gate are read from the wrong
-    parameter, or are zero. Such a gate without trainable parameters therefore runs as a
-    ``QubitUnitary``, which Lightning numbers right. A trainable adjoint runs as the gate's own
-    inverse (``PauliRot(-θ)`` for ``adjoint(PauliRot(θ))``, whose derivative Lightning gives
-    as zero), and a trainable (controlled) ``PCPhase``, which Lightning cannot differentiate, as
-    the ``DiagonalQubitUnitary`` of its diagonal.
+    parameter or one more, so the derivatives of every later gate are read from the wrong
+    parameter; a constant gate outside its kernels therefore runs as a ``QubitUnitary``, which
+    it numbers right. A trainable gate outside its kernels would be decomposed by PennyLane,
+    whose decompositions drop a gate at angle 0 (``ctrl(U1(0))`` becomes two CNOTs) or are
+    singular there (a ``QubitUnitary`` near the identity); it runs as its :func:`_tangent`
+    instead. A trainable adjoint runs as the gate's own inverse (``PauliRot(-θ)`` for
+    ``adjoint(PauliRot(θ))``, whose derivative Lightning gives as zero).
     """
     import pennylane as qml
     from pennylane.ops.op_math import Adjoint, Controlled, ControlledOp
 
-    if _trainable(op):
-        if isinstance(op, Adjoint):
-            try:
-                return _lowered(op.base.adjoint())
-            except qml.exceptions.AdjointUndefinedError:
-                return op
-        base = op
-        while isinstance(base, Controlled):
-            base = base.base
-        if isinstance(base, qml.PCPhase):
-            diagonal = torch.diagonal(torch.as_tensor(qml.matrix(op, wire_order=op.wires)))
-            return qml.DiagonalQubitUnitary(diagonal, wires=op.wires)
-        return op
-    wrapper = isinstance(op, Adjoint) or type(op) in (Controlled, ControlledOp)
-    if (wrapper or (op.data and op.name not in _NUMBERED_RIGHT)) and op.has_matrix:
-        return qml.QubitUnitary(qml.matrix(op), wires=op.wires)
-    return op
+    if not _trainable(op):
+        wrapper = isinstance(op, Adjoint) or type(op) in (Controlled, ControlledOp)
+        if (wrapper or (op.data and op.name not in _LIGHTNING_KERNELS)) and op.has_matrix:
+            return [qml.QubitUnitary(qml.matrix(op), wires=op.wires)]
+        return [op]
+    if isinstance(op, Adjoint):
+        try:
+            return _lowered(op.base.adjoint())
+        except qml.exceptions.AdjointUndefinedError:
+            pass
+    if op.name in _LIGHTNING_KERNELS:
+        return [op]
+    return _tangent(op)
+
+
+def _tangent(op) -> list:
+    """A trainable gate U(θ) as ``QubitUnitary(U(θ₀))`` and then ``PauliRot(α_P, P)`` for every
+    Pauli word P on its wires, with α = 0 at θ₀ (the gate's value) and dα/dθ such that the
+    derivative is U's: U(θ) = K(θ) U(θ₀) with K(θ₀) = 1 and dK = i dH, H = Σ_P h_P P Hermitian,
+    and ∏_P exp(-i α_P P / 2) = 1 + i Σ_P h_P P to first order for α_P = -2 h_P.
+
+    >>> import pennylane as qml, torch
+    >>> theta = torch.tensor(0.0, requires_grad=True)
+    >>> gates = _tangent(qml.ctrl(qml.U1(theta, wires=0), control=1))
+    >>> [gate.name for gate in gates][:3], len(gates)
+    (['QubitUnitary', 'PauliRot', 'PauliRot'], 16)
+    """
+    import pennylane as qml
+
+    wires = op.wires
+    unitary = torch.as_tensor(qml.matrix(op, wire_order=wires)).to(torch.complex128)  # (d, d)
+    fixed = unitary.detach()
+    turn = unitary @ fixed.conj().T  # K(θ): the identity in value
+    generator = -1j * (turn - turn.detach())  # H: zero in value, dK / i in derivative
+    words, paulis = _pauli_matrices(len(wires))
+    # (4**k,): h_P = tr(P H) / d, zero in value, the generator's components in derivative
+    components = torch.einsum("pij,ji->p", paulis, generator).real / len(fixed)
+    return [qml.QubitUnitary(fixed, wires=wires)] + [
+        qml.PauliRot(-2 * components[p], word, wires=wires)
+        for p, word in enumerate(words) if word.strip("I")]
 
 
 class LightningExecutor(ExecutorBase):
@@ -526,14 +594,13 @@ class LightningExecutor(ExecutorBase):
         import pennylane as qml
 
         tape = qml.tape.make_qscript(self.qfunc)(row, **weights)
-        readout = Readout(self.n_qubits)
+        readout = Readout(self.n_qubits, native={"expval"}, mid_circuit=False)
         for mp in tape.measurements:
             readout.add(mp)
-        measurements = [qml.expval(obs) for obs in readout.observables]
         operations = tape.operations
         if any(_trainable(op) for op in operations):  # else no derivative is read
-            operations = [_lowered(op) for op in operations]
-        return qml.tape.QuantumScript(operations, measurements), readout
+            operations = [gate for op in operations for gate in _lowered(op)]
+        return qml.tape.QuantumScript(operations, readout.measurements), readout
 
     def _outputs(self, rows: torch.Tensor, names: list[str], *weights) -> torch.Tensor:
         """(N*K, n_outputs) for rows (N*K, F) and per-copy weights (K, ...)."""
@@ -552,12 +619,9 @@ class LightningExecutor(ExecutorBase):
                            if measured else ())
         outputs = []
         for tape, readout in zip(tapes, readouts):
-            values = torch.zeros(0, dtype=torch.float64)
-            if tape.measurements:
-                result = next(results)
-                values = torch.stack(list(result) if isinstance(result, (list, tuple))
-                                     else [result]).to(torch.float64)  # (M,)
-            outputs.append(readout.outputs(values))
+            result = next(results) if tape.measurements else []
+            outputs.append(readout.outputs(list(result) if isinstance(result, (list, tuple))
+                                           else [result]))  # (n_outputs,)
         return torch.stack(outputs)  # (N*K, n_outputs)
 
     def __call__(self, inputs: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pennylane as qml
 import pytest
 import torch
@@ -64,9 +65,10 @@ def test_default_qubit_executor_matches_plain_qnodes(program):
     fuzz.check("default.qubit", program)
 
 
-def test_variance_of_an_observable_with_tensor_coefficients():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_variance_of_an_observable_with_tensor_coefficients(backend):
     """Lightning's adjoint method cannot differentiate a variance, nor parameter shift its
-    observable's coefficients; default.qubit cannot take the eigenvalues of a batched sum."""
+    observable's coefficients; PennyLane cannot take the eigenvalues of a batched sum."""
     def circuit(inputs, weights):
         qml.RY(inputs[..., 0], wires=0)
         qml.CRX(weights[..., 1], wires=[0, 1])
@@ -75,25 +77,24 @@ def test_variance_of_an_observable_with_tensor_coefficients():
                         + 0.5 * qml.Z(1)),
                 qml.var(weights[..., 3] * qml.X(1))]
 
-    assert_matches_reference("lightning.qubit", circuit, 2, *batch())
-    with pytest.raises(UserError, match=r"fails on a batch of 6 rows .* but not on one; use "
-                                        r"backend.name='lightning.qubit'") as refused:
-        make_executor(circuit, 2, "default.qubit")(*batch())
-    assert "\n" not in str(refused.value)
-    assert_matches_reference("default.qubit", circuit, 2, *batch(n=1, k=1))
+    assert_matches_reference(backend, circuit, 2, *batch())
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_expval_of_coefficients_computed_from_batched_inputs(backend):
-    """Lightning's adjoint method gives zero for observable coefficients, and PennyLane's
-    parameter shift an invalid gradient for batched ones."""
+    """Lightning's adjoint method gives zero for observable coefficients and PennyLane's
+    parameter shift an invalid gradient for batched ones; default.qubit once returned one
+    wrong value for every row (a batch of coefficients on an unbatched state)."""
     def circuit(inputs, weights):
         qml.RY(inputs[..., 1] * weights[..., 0], wires=0)
         return (qml.expval(inputs[..., 0] * qml.X(0)),
                 qml.expval(weights[..., 1] * qml.Z(0) - inputs[..., 1] * qml.Y(0)))
 
-    inputs, weights = batch(k=1) if backend == "lightning.qubit" else batch(1, 1)
-    assert_matches_reference(backend, circuit, 1, inputs, weights)
+    def no_gate(inputs, weights):  # the state has no batch dimension, the coefficients have
+        return qml.expval(weights[..., 1] * qml.Z(0) - inputs[..., 1] * qml.Y(0) @ qml.X(1))
+
+    assert_matches_reference(backend, circuit, 1, *batch(k=1))
+    assert_matches_reference(backend, no_gate, 2, *batch(k=2))
 
 
 def hermitian_circuit(measure):
@@ -117,10 +118,11 @@ def test_expval_of_a_hermitian_computed_from_tensors():
     assert_matches_reference("default.qubit", circuit, 2, *batch(1, 1))
 
 
-def test_variance_of_a_hermitian_computed_from_tensors():
-    """default.qubit diagonalises a Hermitian in NumPy, so its variance has no gradient: the
-    default.qubit executor refuses it; Lightning gives <H²> - <H>², here checked against
-    default.qubit's expectation values of H² and H."""
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_variance_of_a_hermitian_computed_from_tensors(backend):
+    """PennyLane diagonalises a Hermitian in NumPy, so default.qubit's variance of it has no
+    gradient; both executors give <H²> - <H>², here checked against default.qubit's
+    expectation values of H² and H (one row on default.qubit: no batched Hermitian)."""
     variance = hermitian_circuit(lambda one, two: (qml.var(qml.Hermitian(one, wires=1)),
                                                    qml.var(qml.Hermitian(two, wires=[1, 0]))))
     moments = hermitian_circuit(lambda one, two: (
@@ -132,19 +134,13 @@ def test_variance_of_a_hermitian_computed_from_tensors():
         out = fuzz.reference(moments, 2, inputs, weights)  # (N, K, 4)
         return out[..., ::2] - out[..., 1::2] ** 2
 
-    inputs, weights = batch()
+    inputs, weights = batch() if backend == "lightning.qubit" else batch(1, 1)
     want, want_grads = fuzz.with_grads(from_moments, inputs, weights)
-    got, got_grads = fuzz.with_grads(make_executor(variance, 2, "lightning.qubit"), inputs,
-                                     weights)
+    got, got_grads = fuzz.with_grads(make_executor(variance, 2, backend), inputs, weights)
     torch.testing.assert_close(got, want, rtol=0, atol=TOL)
     for g, h in zip(got_grads, want_grads):
         torch.testing.assert_close(g, h, rtol=0, atol=TOL)
-    assert want_grads[0].abs().max() > 0.1  # the gradient default.qubit's var would miss
-    refusing = make_executor(variance, 2, "default.qubit")
-    for _ in range(2):  # on every call, not only the first
-        with pytest.raises(UserError, match=r"default.qubit: var of a Hermitian whose matrix is "
-                                            r"a tensor has no gradient .*; use backend.name="):
-            refusing(*batch(1, 1))
+    assert want_grads[0].abs().max() > 0.1  # the gradient PennyLane's var misses
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -211,19 +207,47 @@ def test_a_coefficient_close_to_an_earlier_one_gets_its_own_eigenvalues(backend)
         torch.testing.assert_close(got_grads[1], want_grads[1], rtol=0, atol=TOL)
 
 
-def test_lightning_values_keep_float64_digits():
+@pytest.mark.parametrize("trainable", [True, False])
+def test_lightning_values_keep_float64_digits(trainable):
     """PennyLane turns Lightning's Python floats into float32 tensors (~1e-8 off); qepi keeps
-    them in float64, so one row agrees with default.qubit to rounding."""
+    them in float64, so one row agrees with default.qubit to rounding, whether or not the
+    circuit has anything to differentiate."""
+    hermitian = np.array([[1.3, 0.2 - 0.7j], [0.2 + 0.7j, -0.4]])
+
     def circuit(inputs, weights):
-        qml.RY(inputs[..., 0], wires=0)
-        qml.RX(weights[..., 0], wires=0)
-        return qml.expval(qml.Z(0)), qml.var(qml.X(0))
+        if trainable:
+            qml.RY(inputs[..., 0], wires=0)
+            qml.RX(weights[..., 0], wires=0)
+        return qml.expval(qml.Z(0)), qml.var(qml.X(0)), qml.var(qml.Hermitian(hermitian, 0))
 
     inputs, weights = batch(1, 1)
     got = make_executor(circuit, 1, "lightning.qubit")(inputs, weights)
     want = fuzz.reference(circuit, 1, inputs, weights)
     assert got.dtype == torch.float64
     torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("gate", [
+    lambda w: qml.ctrl(qml.U1(w[..., 0], wires=0), control=1),
+    lambda w: qml.ctrl(qml.U3(w[..., 0], w[..., 1], w[..., 2], wires=0), control=1),
+    lambda w: qml.ctrl(qml.CRot(w[..., 0], w[..., 1], w[..., 2], wires=[0, 1]), control=2),
+    lambda w: qml.QubitUnitary(qml.matrix(qml.RX(w[..., 0], 0) @ qml.RY(w[..., 1], 1)), [0, 1]),
+    lambda w: qml.PCPhase(w[..., 0], dim=1, wires=[0, 2]),
+], ids=["ctrl-U1", "ctrl-U3", "ctrl-CRot", "QubitUnitary", "PCPhase"])
+def test_gates_at_angle_zero_keep_their_derivatives(gate):
+    """PennyLane's decompositions drop a controlled gate at angle 0 (two CNOTs are left) or
+    are singular there (a QubitUnitary at the identity): Lightning once gave zero or wrong
+    derivatives for weights initialised at zero."""
+    def circuit(inputs, weights):
+        for wire in range(3):
+            qml.RY(inputs[..., wire % 2], wires=wire)
+            qml.Hadamard(wires=wire)
+        gate(weights)
+        return qml.expval(qml.X(0) @ qml.Y(1) @ qml.Z(2)), qml.probs(wires=[0, 1])
+
+    inputs, weights = batch(2, 1)
+    weights = {"weights": torch.zeros_like(weights["weights"])}
+    assert_matches_reference("lightning.qubit", circuit, 3, inputs, weights)
 
 
 def test_lightning_runs_circuits_whose_structure_follows_the_values():
