@@ -527,7 +527,7 @@ def _lowered(op) -> list:
     it numbers right. A trainable gate outside its kernels would be decomposed by PennyLane,
     whose decompositions drop a gate at angle 0 (``ctrl(U1(0))`` becomes two CNOTs) or are
     singular there (a ``QubitUnitary`` near the identity); it runs as its :func:`_tangent`
-    instead. A trainable adjoint runs as the gate's own inverse (``PauliRot(-θ)`` for
+    instead, unless it is a template or acts on more than 4 wires (then as its decomposition). A trainable adjoint runs as the gate's own inverse (``PauliRot(-θ)`` for
     ``adjoint(PauliRot(θ))``, whose derivative Lightning gives as zero).
     """
     import pennylane as qml
@@ -545,6 +545,9 @@ def _lowered(op) -> list:
             pass
     if op.name in _LIGHTNING_KERNELS:
         return [op]
+    template = type(op).__module__.startswith("pennylane.templates")
+    if (template or len(op.wires) > 4) and op.has_decomposition:  # a tangent: 4**wires gates
+        return [gate for part in op.decomposition() for gate in _lowered(part)]
     return _tangent(op)
 
 
