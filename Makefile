@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-EXTRAS ?= test,ibm,distributed
+EXTRAS ?= test,ibm,distributed,mitigation
 
 .PHONY: venv test demo bench catalog clean
 
