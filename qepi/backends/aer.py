@@ -36,14 +36,14 @@ as on hardware: its counts are multinomial(S, p) over its exact outcome probabil
 (gate noise and readout error included), so estimates and parameter-shift gradients are
 unbiased with the variance of S real measurements; ``var`` and ``probs`` come from the same
 sampled counts as the word values of their group. Draws are counter-based
-(:class:`qepi.backends.sampling.ShotSampler`): circuit c of a call reads the Philox stream
-keyed by (seed, call number) at (logical circuit id, measurement group), where the id names
-the row and the shift (unshifted, +π/2 or -π/2 on angle j). Therefore identical rows in one
-call, and the same angles in two calls, draw independently; a seed gives the same sequence
-of draws; ``backend.chunk_rows`` does not change any result; and a run resumed from
-:meth:`AerExecutor.state_dict` (the seed and the number of calls so far, saved in training
-checkpoints) is bit-identical to an uninterrupted one. :meth:`AerExecutor.reseed` restarts
-the sequence.
+(:class:`qepi.backends.sampling.ShotSampler`): the circuits of a call read the Philox stream
+keyed by (seed, call number) at their measurement group, in the order of their logical
+circuit ids, where the id names the row and the shift (unshifted, +π/2 or -π/2 on angle j).
+Therefore identical rows in one call, and the same angles in two calls, draw independently;
+a seed gives the same sequence of draws; ``backend.chunk_rows`` does not change any result
+(row blocks come in id order); and a run resumed from :meth:`AerExecutor.state_dict` (the
+seed and the number of calls so far, saved in training checkpoints) is bit-identical to an
+uninterrupted one. :meth:`AerExecutor.reseed` restarts the sequence.
 
 Noise (``backend.noise``): ``"depolarizing"`` puts Qiskit's ``depolarizing_error`` with
 ``depolarizing_1q`` / ``depolarizing_2q`` after every 1- and 2-qubit gate (3-qubit gates

@@ -7,9 +7,9 @@ measurement groups, readout confusion matrices, the counter-based
 :class:`~qepi.backends.sampling.ShotSampler` keyed by the same circuit ids, and the
 parameter-shift Jacobian) with the exact outcome probabilities computed by
 :class:`qepi.backends.torchsim.TorchTemplateRunner` instead of Aer: all circuits of a call
-at once, as a batched statevector, or a batched density matrix when gates are noisy
-(``"depolarizing"`` or a fake IBM device's noise model, transpiled to the device as aer
-does). Values and gradients are therefore estimates exactly as on a device, with the same
+at once, as a batched statevector, or a batched density matrix in the Pauli basis when
+gates are noisy (``"depolarizing"`` or a fake IBM device's noise model, transpiled to the
+device as aer does). Values and gradients are therefore estimates exactly as on a device, with the same
 distribution as ``backend.name = "aer"`` with the same settings (and, without shots, the
 same exact noisy values to rounding).
 

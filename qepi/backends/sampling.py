@@ -1,18 +1,19 @@
 """Shot sampling as on hardware: every executed circuit gets its own independent draw.
 
 :class:`ShotSampler` turns exact outcome probabilities (C, 2**m) into the frequencies of
-``shots`` measurements. Draws are counter-based: circuit ``c`` of call ``k`` in stream ``s``
-reads a Philox stream keyed by ``(seed, k)`` at counter ``(circuit_id[c], s)``. So
+``shots`` measurements. Draws are counter-based: the circuits of call ``k`` measured in
+stream ``s`` read one Philox stream keyed by ``(seed, k)`` at counter ``s``, in ascending
+order of their circuit ids (one vectorised multinomial draw per batch). So
 
 - identical circuits (equal rows, or one circuit in two calls) draw independently;
-- a seed gives the same sequence of draws, whatever the batch is split into (a circuit's
-  draw depends on its id, not on where it sits in an array);
-- the sampler's whole state is ``(seed, calls)``: :meth:`state_dict` /
+- a seed gives the same sequence of draws, whatever the batch is split into, as long as the
+  pieces of a call come in ascending id order (the aer engine's row blocks do);
+- between calls the sampler's whole state is ``(seed, calls)``: :meth:`state_dict` /
   :meth:`load_state_dict` let a resumed run continue bit-identically.
 
-A caller starts one *call* per logical execution (:meth:`next_call`) and names each circuit
-of that call with a distinct non-negative integer id (e.g. row, shift slot and sign), and
-each measurement setting of a circuit with a distinct ``stream``.
+A caller starts one *call* per logical execution (:meth:`next_call`), names each circuit of
+that call with a distinct non-negative integer id (e.g. row, shift slot and sign), and each
+measurement setting of a circuit with a distinct ``stream``.
 
 Example:
     >>> import numpy as np
@@ -23,7 +24,9 @@ Example:
     >>> freqs.shape, bool(np.allclose(freqs.sum(axis=1), 1.0)), len({tuple(f) for f in freqs}) > 1
     ((3, 2), True, True)
     >>> again = ShotSampler(shots=100, seed=7)
-    >>> bool(np.array_equal(again.frequencies(probs, again.next_call()), freqs))
+    >>> call = again.next_call()
+    >>> pieces = [again.frequencies(probs[:1], call, [0]), again.frequencies(probs[1:], call, [1, 2])]
+    >>> bool(np.array_equal(np.concatenate(pieces), freqs))  # split in id order: the same draws
     True
     >>> sampler.state_dict()
     {'seed': 7, 'calls': 1}
@@ -39,7 +42,8 @@ _MASK64 = (1 << 64) - 1
 
 
 class ShotSampler:
-    """Multinomial shot draws over exact outcome probabilities, one Philox stream per circuit."""
+    """Multinomial shot draws over exact outcome probabilities, one Philox stream per call
+    and measurement stream."""
 
     def __init__(self, shots: int, seed: int = 0):
         if shots < 1:
@@ -47,15 +51,17 @@ class ShotSampler:
         self.shots = shots
         self.seed = seed
         self.calls = 0  # calls started so far; the next call gets this number
+        self._streams: dict[tuple[int, int], np.random.Generator] = {}  # of the open call
 
     def reseed(self, seed: int) -> None:
         """Restart the sequence of draws at ``seed``."""
-        self.seed, self.calls = seed, 0
+        self.seed, self.calls, self._streams = seed, 0, {}
 
     def next_call(self) -> int:
         """Start a call: returns its number and advances the counter."""
         call = self.calls
         self.calls += 1
+        self._streams = {}
         return call
 
     def frequencies(self, probs: np.ndarray, call: int, circuit_ids: np.ndarray | None = None,
@@ -63,17 +69,21 @@ class ShotSampler:
         """Sampled outcome frequencies (C, K) of ``shots`` measurements of each circuit.
 
         ``probs`` (C, K) are exact outcome probabilities (small negative rounding is clipped,
-        rows are renormalised); ``circuit_ids`` (C,) default to ``0..C-1``.
+        rows are renormalised); ``circuit_ids`` (C,) default to ``0..C-1``. Successive
+        batches of one call and stream continue the same stream.
         """
         probs = np.clip(np.asarray(probs, dtype=np.float64), 0.0, None)
         probs /= probs.sum(axis=1, keepdims=True)
         if circuit_ids is None:
             circuit_ids = np.arange(len(probs))
-        key = [self.seed & _MASK64, call & _MASK64]
+        generator = self._streams.get((call, stream))
+        if generator is None:
+            bits = np.random.Philox(key=[self.seed & _MASK64, call & _MASK64],
+                                    counter=[0, 0, 0, stream & _MASK64])
+            generator = self._streams[(call, stream)] = np.random.Generator(bits)
+        order = np.argsort(np.asarray(circuit_ids), kind="stable")  # (C,) draw in id order
         counts = np.empty(probs.shape, dtype=np.int64)  # (C, K)
-        for c, circuit in enumerate(np.asarray(circuit_ids).tolist()):
-            bits = np.random.Philox(key=key, counter=[0, 0, circuit & _MASK64, stream & _MASK64])
-            counts[c] = np.random.Generator(bits).multinomial(self.shots, probs[c])
+        counts[order] = generator.multinomial(self.shots, probs[order])
         return counts / self.shots
 
     def state_dict(self) -> dict[str, Any]:
@@ -83,6 +93,7 @@ class ShotSampler:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
         self.seed, self.calls = int(state["seed"]), int(state["calls"])
+        self._streams = {}
 
 
 __all__ = ["ShotSampler"]

@@ -1,13 +1,25 @@
-"""Batched torch simulation of measurement templates: statevector, or density matrix with noise.
+"""Batched torch simulation of measurement templates: statevector, or Pauli-transfer density.
 
 :class:`TorchTemplateRunner` evaluates the same templates as
 :class:`qepi.compat.aer.TemplateRunner` (a ``QuantumCircuit`` whose angles are affine
 functions a·θ_j + b of the Parameters ``params[j]``, ending with
 ``save_probabilities(qubits)``) and returns the same exact outcome probabilities, but all C
-angle rows of a call are simulated at once in torch: the state is (C, 2**n) (or the density
-matrix, as a vector over 2n index bits, (C, 4**n)), and every gate is one batched matmul with
-per-row matrices. Only the qubits the template touches are simulated (a template
-transpiled to a 5-qubit device that uses 3 of them is a 3-qubit simulation).
+angle rows of a call are simulated at once in torch. Only the qubits the template touches
+are simulated (a template transpiled to a 5-qubit device that uses 3 of them is a 3-qubit
+simulation).
+
+Without noise the state is a batched statevector (C, 2**n). With noise it is the density
+matrix in the Pauli basis, r_P = Tr(ρP) for the 4**n Pauli words P (C, 4**n), real: a
+channel is its Pauli transfer matrix R_ij = Tr(P_i E(P_j)) / 2**k. Either way a template is
+compiled once into few batched steps:
+
+- consecutive one-qubit gates on a qubit (with their noise) become one per-row 2×2 (or 4×4
+  transfer) matrix, applied with one ``einsum``; every angle gate's matrix is
+  ``B0 + cos(αθ)·Bc + sin(αθ)·Bs`` with constant B's, so rows cost a few multiplications;
+- gates whose matrix has one entry per row and column (CX, CZ, SWAP and, in the Pauli basis,
+  every Clifford gate followed by depolarizing noise) are index maps with factors, and
+  consecutive ones compose into a single gather over the state;
+- anything else (a general multi-qubit gate or channel) is a dense matrix on its qubits.
 
 Noise is read from a qiskit-aer ``NoiseModel`` through its public ``to_dict`` /
 ``QuantumError.from_dict``: every quantum error becomes a superoperator (the sum of its
@@ -37,6 +49,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import reduce
 
 import numpy as np
 import torch
@@ -51,11 +64,42 @@ _IGNORED = ("barrier",)
 # qubits (0, 1) has 8.9e-11 terms); qepi does the same so both agree to rounding.
 AER_ERROR_THRESHOLD = 1e-10
 _UNUSED_BY_TEMPLATES = ("measure", "reset", "id", "delay")  # errors there never apply
+BLOCK_ENTRIES = 2**17  # state entries simulated at once (1 MiB in float64)
+_PAULIS = np.array([[[1, 0], [0, 1]], [[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]])
 
 
 def _superop(kraus: Sequence[np.ndarray]) -> np.ndarray:
     """(d², d²) superoperator Σ conj(K) ⊗ K acting on ρ vectorised as index a + d·b."""
     return sum(np.kron(np.conj(k), k) for k in kraus)
+
+
+def pauli_basis(k: int) -> np.ndarray:
+    """(4**k, 2**k, 2**k) Pauli words on k qubits; word index Σ_t digit_t·4**t (digits
+    I, X, Y, Z = 0..3; qubit t of the word is bit t of the matrix index, as in Qiskit).
+
+    >>> pauli_basis(2)[1 + 4 * 3].real.astype(int).tolist()  # Z on qubit 1, X on qubit 0
+    [[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, -1], [0, 0, -1, 0]]
+    """
+    words = np.ones((1, 1, 1), dtype=complex)
+    for _ in range(k):  # the next qubit is the more significant one
+        words = np.einsum("pab,wcd->pwacbd", _PAULIS, words).reshape(
+            4 * len(words), 2 * words.shape[1], 2 * words.shape[1])
+    return words
+
+
+def transfer_matrix(superop: np.ndarray) -> np.ndarray:
+    """Pauli transfer matrix (4**k, 4**k), real, of a k-qubit superoperator (index a + d·b).
+
+    >>> from qiskit_aer.noise import depolarizing_error
+    >>> from qiskit.quantum_info import SuperOp
+    >>> np.round(np.diag(transfer_matrix(SuperOp(depolarizing_error(0.3, 1)).data)), 12).tolist()
+    [1.0, 0.7, 0.7, 0.7]
+    """
+    d = int(round(np.sqrt(superop.shape[0])))
+    words = pauli_basis(d.bit_length() - 1)  # (4**k, d, d)
+    vectors = words.transpose(0, 2, 1).reshape(len(words), d * d)  # column-stacked vec(P_j)
+    images = (vectors @ superop.T).reshape(len(words), d, d).transpose(0, 2, 1)  # E(P_j)
+    return np.einsum("iab,jba->ij", words, images).real / d
 
 
 def noise_channels(noise_model) -> tuple[dict, dict]:
@@ -98,19 +142,61 @@ def noise_channels(noise_model) -> tuple[dict, dict]:
 
 
 @dataclass
-class _Op:
-    """One step of a program: a matrix on ``axes`` (little-endian over the matrix index)."""
+class _Matrix:
+    """A step's matrix on its qubits: ``constant``, or ``b0 + cos(α·θ)·bc + sin(α·θ)·bs``
+    with θ = a·values[:, j] + b (``angle`` = (j, a, b, α))."""
+
+    constant: torch.Tensor | None = None  # (d, d)
+    angle: tuple[int, float, float, float] = (0, 0.0, 0.0, 1.0)
+    terms: tuple[torch.Tensor, ...] = ()  # (b0, bc, bs), each (d, d)
+
+    def left(self, matrix: np.ndarray) -> "_Matrix":
+        """``matrix`` @ self."""
+        m = torch.as_tensor(matrix)
+        if self.constant is not None:
+            return _Matrix(m @ self.constant)
+        return _Matrix(None, self.angle, tuple(m @ t for t in self.terms))
+
+    def rows(self, values: torch.Tensor) -> torch.Tensor:
+        """(1 or C, d, d) for angle rows ``values`` (C, P)."""
+        if self.constant is not None:
+            return self.constant[None]
+        j, a, b, alpha = self.angle
+        theta = (alpha * (a * values[:, j] + b))[:, None, None]  # (C, 1, 1)
+        b0, bc, bs = self.terms
+        return b0 + torch.cos(theta) * bc + torch.sin(theta) * bs
+
+
+@dataclass
+class _Local:
+    """A product of one-qubit matrices (applied first to last) on qubit ``qubit``."""
+
+    qubit: int
+    factors: list[_Matrix]
+
+
+@dataclass
+class _Dense:
+    """A matrix on ``axes`` (axes[0] the least significant digit of the matrix index)."""
 
     axes: tuple[int, ...]
-    constant: torch.Tensor | None  # (d, d) or (d², d²): the whole step, when it has no angle
-    generator: str = ""  # "pauli" | "phase" for an angle gate
-    matrix: torch.Tensor | None = None  # G of exp(-iθG/2), or diag(0, 1) for phases
-    angle: tuple[int, float, float] = (0, 0.0, 0.0)  # (j, a, b): θ = a·values[:, j] + b
-    after: torch.Tensor | None = None  # (d², d²) noise after an angle gate (density matrix)
+    matrix: _Matrix
+
+
+@dataclass
+class _Gather:
+    """state'[:, i] = factor[i] · state[:, source[i]] over the whole state."""
+
+    source: torch.Tensor  # (D,) long
+    factor: torch.Tensor  # (D,)
+
+    def then(self, other: "_Gather") -> "_Gather":
+        """This map followed by ``other``."""
+        return _Gather(self.source[other.source], other.factor * self.factor[other.source])
 
 
 class _Program:
-    """One template as batched torch steps on its used qubits."""
+    """One template compiled into batched steps on its used qubits (see the module docs)."""
 
     def __init__(self, qc, params: Sequence, channels: tuple[dict, dict] | None):
         from qiskit.circuit import ParameterExpression
@@ -118,10 +204,16 @@ class _Program:
         index = {p: j for j, p in enumerate(params)}
         used = sorted({qc.find_bit(q).index for inst in qc.data for q in inst.qubits})
         local = {q: i for i, q in enumerate(used)}
-        self.n = n = len(used)
+        self.n = len(used)
         self.density = channels is not None
+        self.base = 4 if self.density else 2  # Pauli digits or computational bits
+        self.dtype = torch.float64 if self.density else torch.complex128
         self.measured: list[int] = []
-        self.steps: list[_Op] = []
+        self.steps: list = []
+        if self.density:  # (D,) bool: the Pauli words of I and Z only
+            digits = torch.arange(4**self.n)[:, None] // 4 ** torch.arange(self.n) % 4  # (D, n)
+            self.initial = ((digits == 0) | (digits == 3)).all(dim=1)
+        pending: dict[int, list[_Matrix]] = {}  # qubit -> one-qubit factors not yet emitted
         for inst in qc.data:
             op = inst.operation
             physical = tuple(qc.find_bit(q).index for q in inst.qubits)
@@ -134,77 +226,147 @@ class _Program:
             noise = None
             if channels is not None:
                 noise = channels[0].get((op.name, physical), channels[1].get(op.name))
-            axes = qubits + tuple(q + n for q in qubits) if self.density else qubits
             angle = op.params[0] if len(op.params) == 1 else None
             if isinstance(angle, ParameterExpression) and angle.parameters:
-                if op.name in _PAULI_ROTATIONS:
-                    generator, g = "pauli", 1j * type(op)(np.pi).to_matrix()
-                elif op.name in _PHASES:
-                    generator, g = "phase", np.diag([0.0, 1.0])
-                else:
-                    raise UserError(f"gate {op.name} with an angle cannot be simulated by the "
-                                    f"exact backend; use backend.name='aer'")
-                self.steps.append(_Op(axes, None, generator, torch.as_tensor(g, dtype=torch.complex128),
-                                      _affine(angle, index),
-                                      None if noise is None else torch.tensor(noise)))
-                continue
-            try:
-                unitary = op.to_matrix()
-            except Exception:  # qiskit raises its own error types for gates without a matrix
-                unitary = None
-            if unitary is None:
-                raise UserError(f"instruction {op.name} cannot be simulated by the exact "
-                                f"backend; use backend.name='aer'")
-            step = _superop([unitary]) if self.density else unitary
+                matrix = self._angle_matrix(op, _affine(angle, index))
+            else:
+                try:
+                    unitary = op.to_matrix()
+                except Exception:  # qiskit raises its own error types for gates without a matrix
+                    unitary = None
+                if unitary is None:
+                    raise UserError(f"instruction {op.name} cannot be simulated by the exact "
+                                    f"backend; use backend.name='aer'")
+                matrix = _Matrix(torch.tensor(self._lift(unitary), dtype=self.dtype))
             if noise is not None:
-                step = noise @ step
-            self._append_constant(axes, torch.tensor(step, dtype=torch.complex128))
+                matrix = matrix.left(torch.as_tensor(transfer_matrix(noise)))
+            if len(qubits) == 1:
+                pending.setdefault(qubits[0], []).append(matrix)
+                continue
+            for q in qubits:
+                self._flush(pending, q)
+            self._append(qubits, matrix)
+        for q in sorted(pending):
+            self._flush(pending, q)
 
-    def _append_constant(self, axes: tuple[int, ...], step: torch.Tensor) -> None:
-        """Fuse with the previous step when both are constant on the same axes."""
+    def _lift(self, unitary: np.ndarray) -> np.ndarray:
+        """The unitary itself, or its Pauli transfer matrix in the density picture."""
+        return transfer_matrix(np.kron(np.conj(unitary), unitary)) if self.density else unitary
+
+    def _angle_matrix(self, op, angle: tuple[int, float, float]) -> _Matrix:
+        """``op``'s matrix as b0 + cos(αθ)·bc + sin(αθ)·bs."""
+        if op.name not in _PAULI_ROTATIONS + _PHASES:
+            raise UserError(f"gate {op.name} with an angle cannot be simulated by the "
+                            f"exact backend; use backend.name='aer'")
+        gate = type(op)
+        if self.density or op.name in _PHASES:  # linear in 1, cos θ, sin θ
+            at = {t: self._lift(gate(t).to_matrix()) for t in (0.0, np.pi / 2, np.pi)}
+            b0 = (at[0.0] + at[np.pi]) / 2
+            terms, alpha = (b0, at[0.0] - b0, at[np.pi / 2] - b0), 1.0
+        else:  # exp(-iθG/2) = cos(θ/2)·1 - i·sin(θ/2)·G, with -iG = U(π)
+            one = np.eye(2 ** gate(0.0).num_qubits)
+            terms, alpha = (0 * one, one, gate(np.pi).to_matrix()), 0.5
+        return _Matrix(None, (*angle, alpha), tuple(torch.as_tensor(t, dtype=self.dtype)
+                                                    for t in terms))
+
+    def _flush(self, pending: dict[int, list[_Matrix]], qubit: int) -> None:
+        factors = pending.pop(qubit, None)
+        if not factors:
+            return
+        merged: list[_Matrix] = []  # neighbouring constants multiplied once, here
+        for f in factors:
+            if merged and f.constant is not None and merged[-1].constant is not None:
+                merged[-1] = _Matrix(f.constant @ merged[-1].constant)
+            else:
+                merged.append(f)
+        self.steps.append(_Local(qubit, merged))
+
+    def _append(self, axes: tuple[int, ...], matrix: _Matrix) -> None:
+        """A multi-qubit step: an index map where the matrix allows it, else dense."""
+        gather = self._gather(axes, matrix.constant) if matrix.constant is not None else None
         last = self.steps[-1] if self.steps else None
-        if last is not None and last.constant is not None and last.axes == axes:
-            last.constant = step @ last.constant
+        if gather is not None and isinstance(last, _Gather):
+            self.steps[-1] = last.then(gather)
+        elif gather is not None:
+            self.steps.append(gather)
+        elif (isinstance(last, _Dense) and last.axes == axes and last.matrix.constant is not None
+              and matrix.constant is not None):
+            last.matrix = _Matrix(matrix.constant @ last.matrix.constant)
         else:
-            self.steps.append(_Op(axes, step))
+            self.steps.append(_Dense(axes, matrix))
+
+    def _gather(self, axes: tuple[int, ...], matrix: torch.Tensor) -> _Gather | None:
+        """``matrix`` on ``axes`` as a map over the whole state, if it has one entry per row."""
+        nonzero = matrix.abs() > 1e-14
+        if not bool((nonzero.sum(dim=1) == 1).all()):
+            return None
+        column = nonzero.to(torch.int64).argmax(dim=1)  # (d,) the source of each row
+        value = matrix[torch.arange(len(matrix)), column]  # (d,)
+        base = self.base
+        full = torch.arange(base ** self.n)
+        digits = [(full // base**a) % base for a in axes]
+        row = sum(d * base**t for t, d in enumerate(digits))  # (D,) local index of each entry
+        source = full - sum(d * base**a for d, a in zip(digits, axes))
+        src_local = column[row]
+        source = source + sum(((src_local // base**t) % base) * base**a for t, a in enumerate(axes))
+        return _Gather(source, value[row])
 
     def probabilities(self, values: torch.Tensor) -> torch.Tensor:
-        """Outcome probabilities (C, 2**m) of the measured qubits (bit i = measured[i])."""
-        c, n = values.shape[0], self.n
-        bits = 2 * n if self.density else n
-        state = torch.zeros(c, 2**bits, dtype=torch.complex128)  # (C, 2**bits)
-        state[:, 0] = 1.0
-        for step in self.steps:
-            state = _apply(state, self._matrix(step, values), step.axes, bits)
-        if self.density:
-            dim = 2**n
-            probs = state.reshape(c, dim, dim).diagonal(dim1=1, dim2=2).real  # (C, 2**n)
+        """Outcome probabilities (C, 2**m) of the measured qubits (bit i = measured[i]).
+
+        Rows are simulated in blocks of about ``BLOCK_ENTRIES`` state entries, so that each
+        block's state stays in the processor's cache between steps.
+        """
+        c, n, base = values.shape[0], self.n, self.base
+        matrices = [None if isinstance(step, _Gather) else  # (1 or C, d, d) per step
+                    reduce(lambda acc, f: f.rows(values) @ acc, step.factors[1:],
+                           step.factors[0].rows(values)) if isinstance(step, _Local) else
+                    step.matrix.rows(values) for step in self.steps]
+        rows = max(1, BLOCK_ENTRIES // base**n)
+        return torch.cat([self._block(min(rows, c - start),
+                                      [m if m is None or len(m) == 1 else m[start:start + rows]
+                                       for m in matrices])
+                          for start in range(0, c, rows)])
+
+    def _block(self, c: int, matrices: list) -> torch.Tensor:
+        """Probabilities (c, 2**m) of c rows whose step matrices are ``matrices``."""
+        n, base = self.n, self.base
+        state = torch.zeros(c, base**n, dtype=self.dtype)  # (c, D)
+        if self.density:  # |0…0⟩⟨0…0|: r_P = 1 for every word of I and Z
+            state[:, self.initial] = 1.0
         else:
-            probs = state.real.square() + state.imag.square()  # (C, 2**n)
+            state[:, 0] = 1.0
+        for step, matrix in zip(self.steps, matrices):
+            if isinstance(step, _Gather):
+                state = torch.index_select(state, 1, step.source) * step.factor
+            elif isinstance(step, _Local):
+                high, low = base ** (n - 1 - step.qubit), base**step.qubit
+                view = state.view(c, high, base, low)
+                matrix = matrix.expand(c, base, base)
+                if low >= high:  # a batched matmul is fastest on the leading digits
+                    state = torch.matmul(matrix[:, None], view).reshape(c, -1)
+                else:
+                    state = torch.einsum("cab,chbl->chal", matrix, view).reshape(c, -1)
+            else:
+                state = _apply(state, matrix, step.axes, n, base)
+        return self._measure(state)
+
+    def _measure(self, state: torch.Tensor) -> torch.Tensor:
+        c, n, m = state.shape[0], self.n, len(self.measured)
+        if self.density:  # p(x) = Σ_S r_{Z_S} (-1)^{x·S} / 2**m over subsets S of measured
+            subsets = torch.arange(2**m)
+            bits = (subsets[:, None] >> torch.arange(m)) & 1  # (2**m, m)
+            words = (bits * 3 * 4 ** torch.tensor(self.measured)).sum(dim=1)  # (2**m,)
+            parity = (bits.to(torch.float64) @ bits.to(torch.float64).T) % 2  # (x, S)
+            return state[:, words] @ (1 - 2 * parity).T / 2**m
+        probs = state.real.square() + state.imag.square()  # (C, 2**n)
         tensor = probs.reshape(c, *[2] * n)  # axis 1 + (n - 1 - q) is qubit q
         kept = [1 + n - 1 - q for q in reversed(self.measured)]  # most significant first
         dropped = [a for a in range(1, n + 1) if a not in kept]
         if dropped:
             tensor = tensor.sum(dim=dropped, keepdim=True)
         order = [0] + kept + dropped
-        return tensor.permute(order).reshape(c, 2 ** len(self.measured))
-
-    def _matrix(self, step: _Op, values: torch.Tensor) -> torch.Tensor:
-        """(1 or C, d, d) matrix of ``step`` for angle rows ``values`` (C, P)."""
-        if step.constant is not None:
-            return step.constant[None]
-        j, a, b = step.angle
-        theta = (a * values[:, j] + b)[:, None, None]  # (C, 1, 1)
-        eye = torch.eye(step.matrix.shape[0], dtype=torch.complex128)
-        if step.generator == "pauli":
-            unitary = torch.cos(theta / 2) * eye - 1j * torch.sin(theta / 2) * step.matrix
-        else:
-            unitary = eye + (torch.exp(1j * theta) - 1) * step.matrix  # (C, d, d)
-        if not self.density:
-            return unitary
-        d = unitary.shape[-1]
-        superop = torch.einsum("xbe,xac->xbaec", unitary.conj(), unitary).reshape(-1, d * d, d * d)
-        return superop if step.after is None else step.after @ superop
+        return tensor.permute(order).reshape(c, 2**m)
 
 
 def _affine(expr, index: dict) -> tuple[int, float, float]:
@@ -219,18 +381,18 @@ def _affine(expr, index: dict) -> tuple[int, float, float]:
     return index[p], a, b
 
 
-def _apply(state: torch.Tensor, matrix: torch.Tensor, axes: tuple[int, ...],
-           bits: int) -> torch.Tensor:
-    """``matrix`` (1 or C, d, d) on index bits ``axes`` (axes[0] least significant of the
-    matrix index) of ``state`` (C, 2**bits), whose flat index is little-endian in its bits."""
+def _apply(state: torch.Tensor, matrix: torch.Tensor, axes: tuple[int, ...], digits: int,
+           base: int) -> torch.Tensor:
+    """``matrix`` (1 or C, d, d) on the digits ``axes`` (axes[0] least significant of the
+    matrix index) of ``state`` (C, base**digits), whose flat index is little-endian."""
     c, k = state.shape[0], len(axes)
-    tensor = state.reshape(c, *[2] * bits)  # axis 1 + (bits - 1 - q) is bit q
-    targets = [1 + bits - 1 - q for q in reversed(axes)]  # most significant first
-    rest = [a for a in range(1, bits + 1) if a not in targets]
-    moved = tensor.permute([0] + rest + targets).reshape(c, -1, 2**k)  # (C, rest, d)
+    tensor = state.reshape(c, *[base] * digits)  # axis 1 + (digits - 1 - q) is digit q
+    targets = [1 + digits - 1 - q for q in reversed(axes)]  # most significant first
+    rest = [a for a in range(1, digits + 1) if a not in targets]
+    moved = tensor.permute([0] + rest + targets).reshape(c, -1, base**k)  # (C, rest, d)
     moved = moved @ matrix.transpose(-1, -2)
     inverse = np.argsort([0] + rest + targets).tolist()
-    return moved.reshape(c, *[2] * bits).permute(inverse).reshape(c, -1)
+    return moved.reshape(c, *[base] * digits).permute(inverse).reshape(c, -1)
 
 
 class TorchTemplateRunner:
@@ -252,4 +414,4 @@ class TorchTemplateRunner:
             return [program.probabilities(rows).numpy() for program in self.programs]
 
 
-__all__ = ["TorchTemplateRunner", "noise_channels"]
+__all__ = ["TorchTemplateRunner", "noise_channels", "pauli_basis", "transfer_matrix"]
