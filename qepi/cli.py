@@ -46,6 +46,17 @@ def _add_experiment_commands(sub) -> None:
     p.set_defaults(handler=experiments.train)
 
     p = sub.add_parser(
+        "evaluate", help="trained weights on a split, on the run's backend or another",
+        description="Evaluate the trained weights of runs on a split (test by default), on "
+                    "the run's backend or with backend.* overrides, e.g. a final check on Aer "
+                    "with shots and a fake device's noise. Writes nothing.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
+    _add_overrides(p)
+    p.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    p.add_argument("--json", dest="as_json", action="store_true", help="one JSON object per run")
+    p.set_defaults(handler=experiments.evaluate)
+
+    p = sub.add_parser(
         "compare", help="quantum vs classical twin vs no-entanglement control over seeds",
         description="Train the configured quantum model, its classical twin and the "
                     "no-entanglement control on the same data, seeds and budget; print the "

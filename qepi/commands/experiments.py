@@ -1,4 +1,5 @@
-"""Handlers of ``qepi train``, ``qepi compare``, ``qepi marks`` and ``qepi report``."""
+"""Handlers of ``qepi train``, ``qepi evaluate``, ``qepi compare``, ``qepi marks`` and
+``qepi report``."""
 
 from __future__ import annotations
 
@@ -35,6 +36,54 @@ def train(*, config: str | None, overrides: list[str], out: str | None, warm_sta
                                 overwrite=overwrite)
     print(_summary_line(result.summary))
     print(f"run directory: {result.run_dir}")
+    return 0
+
+
+def evaluate(*, run_dirs: list[str], overrides: list[str], split: str, as_json: bool) -> int:
+    """``qepi evaluate RUN_DIR... [--set backend.KEY=VALUE] [--split S] [--json]``: the
+    trained weights of each run on a split, on the run's backend or the one the ``--set``
+    overrides describe (e.g. a final check on Aer with shots and a device's noise). Reads the
+    run directories, writes nothing."""
+    import dataclasses
+    import time
+
+    from qepi.commands.common import check_backend_settings
+    from qepi.config import apply_overrides
+    from qepi.data import load_dataset
+    from qepi.training import evaluate as evaluate_split
+    from qepi.training import load_model
+
+    outside = [o for o in overrides if not o.strip().startswith("backend.")]
+    if outside:
+        raise UserError(f"evaluate --set {outside[0]}: only backend.* keys can change when "
+                        f"evaluating trained weights")
+    results = []
+    for run_dir in map(Path, run_dirs):
+        if not run_dir.is_dir():
+            raise UserError(f"{run_dir}: not a run directory")
+        _, saved = load_model(run_dir)
+        backend = apply_overrides(saved, overrides).backend
+        check_backend_settings(backend)
+        model, cfg = load_model(run_dir, backend=backend)
+        data = getattr(load_dataset(cfg.data, cfg.run.seed), split)
+        if data is None or len(data) == 0:
+            raise UserError(f"--split {split}: {run_dir} has no {split} examples")
+        start = time.perf_counter()
+        metrics = evaluate_split(model.eval(), data)
+        stats = [layer.execution_stats() for layer in model.quantum_layers()]
+        results.append({"run": str(run_dir), "split": split, **metrics,
+                        "backend": dataclasses.asdict(backend),
+                        "circuits": sum(s.circuits for s in stats), "shots": sum(s.shots for s in stats),
+                        "wall_time_s": time.perf_counter() - start})
+    for r in results:
+        if as_json:
+            print(json.dumps(r))
+            continue
+        b = r["backend"]
+        setting = ", ".join(f"{k}={b[k]}" for k in ("shots", "noise") if b.get(k))
+        print(f"{r['run']}: {split} acc {r['acc']:.3f}, loss {r['loss']:.3f} on {b['name']}"
+              f"{f' ({setting})' if setting else ''} | {r['circuits']} circuits, {r['shots']} shots"
+              f" | {r['wall_time_s']:.1f} s")
     return 0
 
 
