@@ -441,7 +441,39 @@ class QuantumLayer(nn.Module):
         kinds = tuple(measurement_kind(mp) for mp in tape.measurements)
         widths = tuple(2 ** len(mp.wires or range(self.n_qubits)) if kind == "probs" else 1
                        for kind, mp in zip(kinds, tape.measurements))
+        if self.copies > 1:
+            self._check_copies_axis(rows, weights)
         return Outputs(kinds, widths, bare=isinstance(result, MeasurementProcess))
+
+    def _check_copies_axis(self, rows: torch.Tensor, weights: dict[str, torch.Tensor]) -> None:
+        """With K > 1 copies the circuit receives weights with a leading copies axis (K, ...),
+        so ``weights[0]`` is copy 0's whole weight set, not its first entry. The circuit is
+        queued once batched and once per copy; a gate whose angles in the batched call are
+        not each copy's own angles has read across that axis, and is refused where it would
+        silently run copy 0's weights in every copy."""
+        import pennylane as qml
+
+        def operations(inputs, **ws):
+            with torch.no_grad(), qml.queuing.AnnotatedQueue() as queue:
+                self.qfunc(inputs, **ws)
+            return qml.tape.QuantumScript.from_queue(queue).operations
+
+        batched = operations(rows[0], **weights)  # inputs (K, F), weights {name: (K, ...)}
+        for c in range(self.copies):
+            single = operations(rows[0, c], **{m: w[c] for m, w in weights.items()})
+            if [op.name for op in single] != [op.name for op in batched]:
+                continue  # the structure depends on the copy: the backends trace copy by copy
+            for op, own in zip(batched, single):
+                for value, expected in zip(op.data, own.data):
+                    value, expected = torch.as_tensor(value), torch.as_tensor(expected)
+                    if value.dim() == expected.dim() + 1 and len(value) == self.copies:
+                        value = value[c]
+                    if value.shape != expected.shape or not torch.allclose(
+                            value.to(torch.complex128), expected.to(torch.complex128), atol=1e-12):
+                        raise UserError(
+                            f"copies={self.copies}: {op.name} on wires {list(op.wires)} does not "
+                            f"get each copy's own weights; the weights have a leading copies "
+                            f"axis, so index their last axes (weights[..., 0], not weights[0])")
 
     def _evaluate_qnode(self, inputs: torch.Tensor):
         """The layer's outputs for ``inputs`` (..., [K,] F): one tensor, or one per entry of a
