@@ -52,6 +52,13 @@ fake IBM backend (``qiskit_ibm_runtime.fake_provider``, e.g. ``"FakeManilaV2"``)
 each template once to that device (optimisation level 0, so every angle stays an affine
 function of one θ) and uses its noise model and readout errors.
 
+Mitigation (``backend.mitigation``, :mod:`qepi.backends.mitigation`): ``"zne"`` adds a
+globally folded template per measurement group and noise scale factor (folded before
+transpiling to a device) and extrapolates the quantities of every circuit to zero noise;
+``"readout"`` corrects each template's sampled counts with M3, calibrated by two circuits
+run through this engine. Parameter shift differentiates the mitigated quantities, and
+``stats`` counts the extra circuits and shots (``mitigation_circuits``, ``mitigation_shots``).
+
 Aer's own per-call Python work (transpiling, assembling circuits and binds, building a
 ``Result``) is what dominates a plain ``AerSimulator.run`` for small circuits; on Aer's
 private path (:mod:`qepi.compat.aer`) it is done once per template, and rows are split
