@@ -381,8 +381,8 @@ def update(cfg: Config, **sections: dict[str, Any]) -> Config:
 
 BUILTIN_BACKENDS = ("default.qubit", "lightning.qubit", "exact", "aer")  # qepi.backends.backend_names()
 # backend keys beside `name` and the built-in backends that read them (others ignore them;
-# backend.shots is not listed: the others refuse it)
-BACKEND_READERS = {  # shots and noise are refused, not ignored, where a backend cannot do them
+# backend.shots and the mitigation keys are not listed: the others refuse them)
+BACKEND_READERS = {  # shots, noise and mitigation are refused, not ignored, where a backend cannot do them
     "dtype": ("default.qubit", "lightning.qubit", "exact"),
     "threads": ("aer",),
     "chunk_rows": ("aer", "exact"),

@@ -22,6 +22,11 @@
   (:func:`extrapolation_weights`) and applied to every unshifted and ±π/2-shifted estimate:
   gradients are parameter shift of mitigated values.
 
+Mitigated estimates are corrections, not probabilities: a ``probs`` output is
+M3's and Richardson's quasi-probabilities (they sum to 1, entries may fall slightly below 0
+or above 1), an ``expval`` may leave [-1, 1], a ``var`` (⟨H²⟩ - ⟨H⟩² of mitigated values)
+may come out slightly negative.
+
 Folding is done here on the Qiskit templates rather than by mitiq's ``fold_global``:
 mitiq folds a Qiskit circuit by converting it through OpenQASM 2 to Cirq, which cannot carry
 the templates' unbound Parameters (each bound row would be folded and converted on its own,
