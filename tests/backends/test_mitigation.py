@@ -228,3 +228,24 @@ def test_backends_without_mitigation_never_import_mitiq_or_mthree():
             "print(sorted(m for m in ('mitiq', 'mthree') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_var_and_probs_outputs_come_from_the_mitigated_counts():
+    import pennylane as qml
+
+    def circuit(inputs, weights):
+        qml.RY(inputs[..., 0], wires=0)
+        qml.RX(weights[..., 0], wires=1)
+        qml.CNOT(wires=[0, 1])
+        qml.RY(weights[..., 1], wires=1)
+        return qml.expval(qml.PauliX(0)), qml.var(qml.PauliZ(1)), qml.probs(wires=[0, 1])
+
+    x = torch.tensor([[[0.4]], [[1.9]]], dtype=torch.float64)  # (N, K, F)
+    w = torch.tensor([[0.7, -0.3]], dtype=torch.float64)  # (K, 2)
+    exact = make_executor(circuit, 2, Backend(name="default.qubit"))(x, {"weights": w})
+    noisy = Backend(name="aer", shots=10**5, **NOISE)
+    plain = make_executor(circuit, 2, noisy, seed=1)(x, {"weights": w})
+    mitigated = make_executor(circuit, 2, replace(noisy, mitigation=["readout", "zne"]),
+                              seed=1)(x, {"weights": w})  # (N, K, 1 + 1 + 4)
+    torch.testing.assert_close(mitigated[..., 2:].sum(-1), torch.ones(2, 1, dtype=torch.float64))
+    assert (mitigated - exact).abs().mean() <= 0.5 * (plain - exact).abs().mean()
