@@ -91,6 +91,8 @@ Punctuation = Literal["split", "strip", "keep"]
 Optimizer = Literal["adam", "adamw"]
 Schedule = Literal["constant", "cosine", "linear"]
 RegulationKind = Literal["", "epigenetic", "experts"]
+MitigationKind = Literal["readout", "zne"]  # the mitigations of qepi.backends.mitigation
+Extrapolation = Literal["richardson", "linear"]
 
 
 class _Section:
@@ -117,6 +119,10 @@ class Backend(_Section):
     threads: int = 0  # simulator threads; 0 = all cores
     chunk_rows: int = 20000  # max circuits per Aer call (bounds memory)
     strategy: Strategy = "auto"  # exact backend: auto | fold (dense weight blocks) | gates (gate by gate)
+    mitigation: list[MitigationKind] = field(default_factory=list)  # aer / exact with shots and noise: "readout" (M3 on sampled counts), "zne" (gate folding + extrapolation)
+    zne_scale_factors: list[float] = field(default_factory=lambda: [1.0, 3.0, 5.0])  # zne: noise scale factors (>= 1) the circuits are folded to
+    zne_extrapolation: Extrapolation = "richardson"  # zne: richardson | linear (mitiq's factories)
+    readout_cal_shots: PositiveInt = 10000  # readout: shots of each of the two calibration circuits (all |0>, all |1>)
 
 
 @dataclass(frozen=True)
@@ -375,8 +381,8 @@ def update(cfg: Config, **sections: dict[str, Any]) -> Config:
 
 BUILTIN_BACKENDS = ("default.qubit", "lightning.qubit", "exact", "aer")  # qepi.backends.backend_names()
 # backend keys beside `name` and the built-in backends that read them (others ignore them;
-# backend.shots is not listed: the others refuse it)
-BACKEND_READERS = {  # shots and noise are refused, not ignored, where a backend cannot do them
+# backend.shots and the mitigation keys are not listed: the others refuse them)
+BACKEND_READERS = {  # shots, noise and mitigation are refused, not ignored, where a backend cannot do them
     "dtype": ("default.qubit", "lightning.qubit", "exact"),
     "threads": ("aer",),
     "chunk_rows": ("aer", "exact"),

@@ -19,8 +19,6 @@ _LEAVES = {
     int: st.integers(-(2**62), 2**62),
     float: st.floats(allow_nan=False, allow_infinity=False),
     str: st.text(max_size=20),
-    list[int]: st.lists(st.integers(-1000, 1000), max_size=5),
-    list[str]: st.lists(st.text(max_size=10), max_size=5),
 }
 
 
@@ -29,6 +27,8 @@ def _leaf(annotation):
     origin = typing.get_origin(annotation)
     if origin is typing.Literal:
         return st.sampled_from(typing.get_args(annotation))
+    if origin is list:
+        return st.lists(_leaf(typing.get_args(annotation)[0]), max_size=5)
     if origin is typing.Annotated:
         base, bound = typing.get_args(annotation)
         if isinstance(bound, AtLeast):

@@ -52,6 +52,13 @@ fake IBM backend (``qiskit_ibm_runtime.fake_provider``, e.g. ``"FakeManilaV2"``)
 each template once to that device (optimisation level 0, so every angle stays an affine
 function of one θ) and uses its noise model and readout errors.
 
+Mitigation (``backend.mitigation``, :mod:`qepi.backends.mitigation`): ``"zne"`` adds a
+globally folded template per measurement group and noise scale factor (folded before
+transpiling to a device) and extrapolates the quantities of every circuit to zero noise;
+``"readout"`` corrects each template's sampled counts with M3, calibrated by two circuits
+run through this engine. Parameter shift differentiates the mitigated quantities, and
+``stats`` counts the extra circuits and shots (``mitigation_circuits``, ``mitigation_shots``).
+
 Aer's own per-call Python work (transpiling, assembling circuits and binds, building a
 ``Result``) is what dominates a plain ``AerSimulator.run`` for small circuits; on Aer's
 private path (:mod:`qepi.compat.aer`) it is done once per template, and rows are split
@@ -91,6 +98,7 @@ import torch
 
 from qepi.backends.base import (BackendEntry, Capabilities, ExecutionStats, ExecutorBase,
                                 broadcast_weights, register_backend)
+from qepi.backends.mitigation import CALIBRATION_CALL, Mitigation, check_mitigation
 from qepi.backends.sampling import ShotSampler
 from qepi.backends.translate import (SHIFT, Measurement, Traced, gates_to_circuit,
                                      multiply_words, trace_gates)
@@ -121,6 +129,7 @@ def check_backend(backend: Backend) -> None:
             f"backend.noise={backend.noise!r}: expected '', 'depolarizing' or a fake IBM "
             f"backend such as 'FakeManilaV2'"
         )
+    check_mitigation(backend)
 
 
 def validate(backend: Backend) -> None:
@@ -262,17 +271,20 @@ class _Group:
     columns: np.ndarray  # (n_cols,) indices into the plan's quantities
     matrix: np.ndarray  # (2**m, n_cols): outcome probabilities -> those quantities
     readout: list[np.ndarray]  # one 2x2 confusion matrix per measured qubit (bit 0 first)
+    qubits: list[int]  # the measured physical qubits (bit 0 first)
+    scale: int  # index of the template's noise scale factor (Mitigation.scale_factors)
 
 
 class _Plan:
     """The templates of one circuit structure and how outputs follow from their quantities.
 
     Quantities (L columns): the value of every Pauli word in ``words``, then for every wire
-    set in ``probs`` its ``2**len(wires)`` outcome probabilities.
+    set in ``probs`` its ``2**len(wires)`` outcome probabilities. Each measurement group has
+    one template per scale factor of ``mitigation`` (folded before transpiling to a device).
     """
 
     def __init__(self, traced: Traced, device, readout: Callable[[int], np.ndarray],
-                 runner: Callable[[list, list], Any]):
+                 runner: Callable[[list, list], Any], mitigation: Mitigation):
         import qiskit_aer  # noqa: F401  (adds QuantumCircuit.save_probabilities)
         from qiskit.circuit import Parameter
 
@@ -311,17 +323,13 @@ class _Plan:
                 for q, a in enumerate(bases[i]):
                     basis[q] = a if a != "I" else basis[q]
             measured = [q for q in range(n) if basis[q] != "I"]
-            qc = gates_to_circuit(traced, params)
+            unitary = gates_to_circuit(traced, params)
             for q in measured:
                 if basis[q] == "X":
-                    qc.h(q)
+                    unitary.h(q)
                 elif basis[q] == "Y":
-                    qc.sdg(q)
-                    qc.h(q)
-            physical = measured
-            if device is not None:
-                qc, physical = self._to_device(qc, measured, device)
-            qc.save_probabilities(physical, label="p")
+                    unitary.sdg(q)
+                    unitary.h(q)
             columns, blocks = [], []
             for i in members:
                 if i < len(self.words):
@@ -332,9 +340,14 @@ class _Plan:
                     columns.extend(range(self.probs_start[wires],
                                          self.probs_start[wires] + 2 ** len(wires)))
                     blocks.append(self._marginal(wires, measured))
-            circuits.append(qc)
-            self.groups.append(_Group(np.array(columns), np.concatenate(blocks, axis=1),
-                                      [readout(q) for q in physical]))
+            for scale_index, scale in enumerate(mitigation.scale_factors):
+                qc, physical = mitigation.fold(unitary, scale), measured
+                if device is not None:
+                    qc, physical = self._to_device(qc, measured, device)
+                qc.save_probabilities(physical, label="p")
+                circuits.append(qc)
+                self.groups.append(_Group(np.array(columns), np.concatenate(blocks, axis=1),
+                                          [readout(q) for q in physical], physical, scale_index))
         self.runner = runner(circuits, params) if circuits else None
 
     @staticmethod
@@ -442,7 +455,8 @@ class AerExecutor(ExecutorBase):
 
     capabilities = Capabilities(measurements=frozenset({"expval", "var", "probs"}), shots=True,
                                 noise=True, shift_mask=True, trace=True,
-                                bounds_memory=True)  # blocks of backend.chunk_rows circuits
+                                bounds_memory=True,  # blocks of backend.chunk_rows circuits
+                                mitigation=True)  # backend.mitigation, see qepi.backends.mitigation
 
     def __init__(self, qfunc: Callable, n_qubits: int, backend: Backend, seed: int = 0,
                  path: str = "auto", simulator: Callable | None = None):
@@ -456,6 +470,7 @@ class AerExecutor(ExecutorBase):
         self.stats = ExecutionStats()
         self.shift_mask = None  # None or a bool tensor broadcastable to (N, K, P)
         self.sampler = ShotSampler(backend.shots, seed) if backend.shots else None
+        self.mitigation = Mitigation.from_backend(backend)
         self._plans: dict[tuple, _Plan] = {}
         self._ready = False  # Aer settings are made on first use, and again after a fork
         self._pid = os.getpid()
@@ -469,6 +484,7 @@ class AerExecutor(ExecutorBase):
     def reseed(self, seed: int) -> None:
         """Restart shot sampling at ``seed``."""
         self.seed = seed
+        self.mitigation.forget_calibration()
         if self.sampler is not None:
             self.sampler.reseed(seed)
 
@@ -481,6 +497,7 @@ class AerExecutor(ExecutorBase):
         if self.sampler is not None and "sampler" in state:
             self.sampler.load_state_dict(state["sampler"])
             self.seed = self.sampler.seed
+            self.mitigation.forget_calibration()
 
     # -- public helpers -------------------------------------------------------------
     def trace(self, inputs: torch.Tensor, weights: dict[str, torch.Tensor]) -> Traced:
@@ -630,7 +647,7 @@ class AerExecutor(ExecutorBase):
             if len(self._plans) >= _MAX_PLANS:  # structures that vary with the data
                 self._plans.pop(next(iter(self._plans)))
             plan = self._plans[traced.structure] = _Plan(
-                traced, self._device, self._readout, self._runner)
+                traced, self._device, self._readout, self._runner, self.mitigation)
         return plan
 
     def _runner(self, circuits: list, params: list):
@@ -674,14 +691,54 @@ class AerExecutor(ExecutorBase):
         return self._readout_errors.get(qubit, self._readout_errors.get(None, np.eye(2)))
 
     def _run(self, plan: _Plan, values: np.ndarray, call: int, ids: np.ndarray) -> np.ndarray:
-        """Quantities (C, L) of the circuits with angle rows ``values`` (C, P) and ids (C,)."""
-        quantities = np.empty((len(values), plan.n_quantities))  # (C, L)
+        """Quantities (C, L) of the circuits with angle rows ``values`` (C, P) and ids (C,):
+        each template's sampled frequencies, readout-corrected and extrapolated to zero
+        noise where ``backend.mitigation`` asks (:mod:`qepi.backends.mitigation`)."""
+        scales = len(self.mitigation.scale_factors)
+        estimates = np.empty((scales, len(values), plan.n_quantities))  # (S, C, L)
         if plan.runner is None:
-            return quantities
-        for g, (group, probs) in enumerate(zip(plan.groups, plan.runner.probabilities(values))):
-            probs = self._measure(probs, group, call, ids, g)  # (C, 2**m)
-            quantities[:, group.columns] = probs @ group.matrix
-        return quantities
+            return estimates[0]
+        for t, (group, probs) in enumerate(zip(plan.groups, plan.runner.probabilities(values))):
+            probs = self._measure(probs, group, call, ids, t)  # (C, 2**m)
+            if self.mitigation.readout:
+                probs = self.mitigation.correct_readout(probs, group.qubits, self.backend.shots,
+                                                        self._calibration)
+            estimates[group.scale][:, group.columns] = probs @ group.matrix
+        return self.mitigation.extrapolate(estimates)  # (C, L)
+
+    def _calibration(self, qubits: list[int]) -> np.ndarray:
+        """Readout calibration of physical ``qubits``: (2, Q, 2), for the circuit preparing
+        every one in |0⟩ (index 0) and the one flipping every one to |1⟩ with X gates (1),
+        the frequency each qubit read 0 and 1 in ``backend.readout_cal_shots`` shots.
+
+        Both circuits run through this executor's simulator, gate noise and readout
+        confusion. Readout errors are independent per qubit, so each qubit's marginal is
+        drawn on its own, keyed by (seed, :data:`CALIBRATION_CALL`, qubit): the same draws
+        whenever and in whatever order qubits are calibrated.
+        """
+        from qiskit import QuantumCircuit
+
+        self._setup()
+        width = self._device.num_qubits if self._device is not None else self.n_qubits
+        circuits = []
+        for prepared in (0, 1):
+            qc = QuantumCircuit(width)
+            for q in qubits if prepared else ():
+                qc.x(q)
+            qc.save_probabilities(qubits, label="p")
+            circuits.append(qc)
+        shots = self.backend.readout_cal_shots
+        sampler = ShotSampler(shots, self.seed)
+        read = np.empty((2, len(qubits), 2))  # (prepared, Q, read value)
+        for prepared, probs in enumerate(self._runner(circuits, []).probabilities(np.zeros((1, 0)))):
+            joint = probs[0].reshape([2] * len(qubits))  # axis Q - 1 - i is qubits[i]
+            for i, q in enumerate(qubits):
+                axes = tuple(a for a in range(len(qubits)) if a != len(qubits) - 1 - i)
+                marginal = joint.sum(axis=axes) @ self._readout(q)  # (2,) read 0, 1
+                read[prepared, i] = sampler.frequencies(marginal[None], CALIBRATION_CALL,
+                                                        np.array([prepared]), stream=q)[0]
+        self.stats.add(2, shots, mitigation=True)
+        return read
 
     def _measure(self, probs: np.ndarray, group: _Group, call: int, ids: np.ndarray,
                  g: int) -> np.ndarray:
@@ -720,7 +777,9 @@ class AerExecutor(ExecutorBase):
             b, m = stop - start, len(rows)
             values[start:stop] = outputs[:b]
             jacobian[start + rows, :, cols] = (outputs[b:b + m] - outputs[b + m:]) / 2
+            scales = len(self.mitigation.scale_factors)
             self.stats.add(len(every), self.backend.shots)
+            self.stats.add(len(every) * (scales - 1), self.backend.shots, mitigation=True)
             start = stop
         return values, jacobian
 

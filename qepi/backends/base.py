@@ -53,10 +53,17 @@ class ExecutionStats:
 
     circuits: int = 0  # circuit evaluations, shifted ones included
     shots: int = 0  # shots spent (0 for exact expectation values)
+    mitigation_circuits: int = 0  # of `circuits`, those error mitigation added (calibration, folded)
+    mitigation_shots: int = 0  # of `shots`, those error mitigation spent
 
-    def add(self, circuits: int, shots_per_circuit: int = 0) -> None:
+    def add(self, circuits: int, shots_per_circuit: int = 0, mitigation: bool = False) -> None:
+        """Count ``circuits`` of ``shots_per_circuit`` shots each (``mitigation``: overhead of
+        error mitigation, counted in the totals and in the ``mitigation_*`` parts)."""
         self.circuits += circuits
         self.shots += circuits * shots_per_circuit
+        if mitigation:
+            self.mitigation_circuits += circuits
+            self.mitigation_shots += circuits * shots_per_circuit
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,7 @@ class Capabilities:
     shift_mask: bool = False  # `shifting(mask)` restricts which angles parameter shift evaluates
     trace: bool = False  # `trace(inputs, weights)` returns the gate list with its angles
     bounds_memory: bool = False  # executes large batches in blocks itself (callers need not split rows)
+    mitigation: bool = False  # backend.mitigation: readout correction and ZNE (qepi.backends.mitigation)
 
 
 @runtime_checkable

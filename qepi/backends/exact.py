@@ -66,6 +66,7 @@ import torch
 from qepi.backends.base import (MEASUREMENT_KINDS, BackendEntry, Capabilities, ExecutionStats,
                                 ExecutorBase, register_backend)
 from qepi.backends.exact_trace import Origin, Trace, measurement_kind, record, trace_circuit
+from qepi.backends.mitigation import refuse_mitigation
 from qepi.compat.torch import record_graph
 from qepi.config import Backend
 from qepi.errors import UserError
@@ -737,6 +738,8 @@ def check_backend(backend: Backend) -> None:
                 f"backend.{key}={getattr(backend, key)!r}: ExactExecutor computes exact noiseless "
                 f"values; build the exact backend with make_executor (NoisyExactExecutor) for "
                 f"shots and noise")
+    refuse_mitigation(backend, "ExactExecutor computes exact noiseless values, there is nothing "
+                               "to mitigate")
     if backend.dtype not in ("float64", "float32"):
         raise UserError(f"backend.dtype: expected float64 or float32, got {backend.dtype!r}")
     requested = getattr(backend, "strategy", "auto")
@@ -1128,9 +1131,9 @@ def state_bytes(n_qubits: int, backend: Backend) -> int:
 
 
 def _sampled_or_noisy(backend: Backend) -> bool:
-    """Whether ``backend`` asks for shots or any noise setting (NoisyExactExecutor's job)."""
+    """Whether ``backend`` asks for shots, noise or mitigation (NoisyExactExecutor's job)."""
     return bool(backend.shots or backend.noise or backend.depolarizing_1q
-                or backend.depolarizing_2q or backend.readout_error)
+                or backend.depolarizing_2q or backend.readout_error or backend.mitigation)
 
 
 def _build(qfunc, n_qubits: int, backend: Backend, seed: int = 0):
@@ -1158,5 +1161,6 @@ register_backend(BackendEntry(
     state_bytes=state_bytes,
     summary="qepi's compiled torch statevector simulator: fastest for small circuits; "
             "shots and noise by parameter shift on a batched torch density matrix",
-    capabilities=dataclasses.replace(ExactExecutor.capabilities, shots=True, noise=True),
+    capabilities=dataclasses.replace(ExactExecutor.capabilities, shots=True, noise=True,
+                                     mitigation=True),
 ))

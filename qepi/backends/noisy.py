@@ -3,7 +3,7 @@
 With ``backend.shots > 0`` or ``backend.noise`` set, ``backend.name = "exact"`` builds a
 :class:`NoisyExactExecutor`: the aer engine's whole pipeline (:mod:`qepi.backends.aer`: the
 traced gate list, every unshifted and ±π/2-shifted angle row, the qubit-wise commuting
-measurement groups, readout confusion matrices, the counter-based
+measurement groups, readout confusion matrices, error mitigation, the counter-based
 :class:`~qepi.backends.sampling.ShotSampler` keyed by the same circuit ids, and the
 parameter-shift Jacobian) with the exact outcome probabilities computed by
 :class:`qepi.backends.torchsim.TorchTemplateRunner` instead of Aer: all circuits of a call

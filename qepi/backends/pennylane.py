@@ -40,6 +40,7 @@ import torch
 from qepi.backends.base import (MEASUREMENT_KINDS, BackendEntry, Capabilities, ExecutionStats,
                                 ExecutorBase, broadcast_weights, register_backend)
 from qepi.compat.pennylane import forget_eigendecompositions
+from qepi.backends.mitigation import refuse_mitigation
 from qepi.config import Backend
 from qepi.errors import UserError
 
@@ -649,7 +650,8 @@ class LightningExecutor(ExecutorBase):
 
 
 def _exact_values_only(backend: Backend) -> None:
-    """Refuse shots and noise: these PennyLane devices compute exact, noiseless values."""
+    """Refuse shots, noise and mitigation: these PennyLane devices compute exact, noiseless
+    values."""
     noise = [f"backend.{key}={getattr(backend, key)!r}" for key in
              ("noise", "depolarizing_1q", "depolarizing_2q", "readout_error") if getattr(backend, key)]
     if noise:
@@ -659,6 +661,8 @@ def _exact_values_only(backend: Backend) -> None:
         how = {"default.qubit": "backprop", "lightning.qubit": "adjoint differentiation"}
         raise UserError(f"backend.shots={backend.shots}: {backend.name} ({how[backend.name]}) "
                         f"computes exact expectation values; use backend.name='aer' for shots")
+    refuse_mitigation(backend, f"{backend.name} computes exact noiseless values, there is "
+                               f"nothing to mitigate")
 
 
 register_backend(BackendEntry(

@@ -169,7 +169,7 @@ def support_matrix(names: tuple[str, ...] | None = None) -> dict[str, dict[str, 
 
 def support_markdown(matrix: dict[str, dict[str, str]] | None = None) -> str:
     """The support matrix (measured now unless ``matrix`` is given) as a Markdown table,
-    plus shots and noise from each backend's declared capabilities."""
+    plus shots, noise and mitigation from each backend's declared capabilities."""
     matrix = matrix if matrix is not None else support_matrix()
     names = tuple(next(iter(matrix.values())))
     rows = [f"| feature | {' | '.join(f'`{n}`' for n in names)} |",
@@ -181,7 +181,7 @@ def support_markdown(matrix: dict[str, dict[str, str]] | None = None) -> str:
             rows.append(f"| *{group}* |{' |' * len(names)}")
         rows.append(f"| {label} | {' | '.join(results[n] for n in names)} |")
     rows.append(f"| *sampling* |{' |' * len(names)}")
-    for feature in ("shots", "noise"):
+    for feature in ("shots", "noise", "mitigation"):
         marks = ["yes" if getattr(backend_entry(n).capabilities, feature) else "refused"
                  for n in names]
         rows.append(f"| {feature} | {' | '.join(marks)} |")

@@ -42,6 +42,10 @@ def render_run_report(run_dir: str | Path) -> Path:
              str(s["params"]), str(s["steps"]), str(s["circuits"]), str(s["shots"]),
              fmt(s["wall_time_s"], 1)]]
     notes = []
+    if "mitigation_circuits" in s:
+        notes.append(f"Error mitigation: {s['mitigation_circuits']} of the circuits and "
+                     f"{s['mitigation_shots']} of the shots were its overhead (readout "
+                     f"calibration, folded circuits).")
     if s.get("warm_start"):
         notes.append(f"Warm-started from `{s['warm_start']}`.")
     if s.get("selection"):

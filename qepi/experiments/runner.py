@@ -93,6 +93,7 @@ def _finish(run_dir: Path, cfg: Config, model, dataset: Dataset,
         "planned_epochs": fit["planned_epochs"], "best_epoch": fit["best_epoch"],
         "budget": fit["budget"], "selection": fit["selection"], "dev": dataset.dev_source,
         "circuits": fit["circuits"], "shots": fit["shots"], "wall_time_s": fit["wall_time_s"],
+        **{key: fit[key] for key in ("mitigation_circuits", "mitigation_shots") if key in fit},
         "qepi_version": __version__, **extra,
     }
     regulation = regulation_on(model, dataset.test.x, dataset.test.mask)  # expression on test

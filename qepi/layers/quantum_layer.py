@@ -338,12 +338,13 @@ class QuantumLayer(nn.Module):
         >>> layer = QuantumLayer(circuit, {}, n_qubits=1)
         >>> _ = layer(torch.zeros(4, 1))
         >>> layer.execution_stats()
-        ExecutionStats(circuits=4, shots=0)
+        ExecutionStats(circuits=4, shots=0, mitigation_circuits=0, mitigation_shots=0)
         """
         total = ExecutionStats()
         for executor in self._all_executors():
-            total.circuits += executor.stats.circuits
-            total.shots += executor.stats.shots
+            for count in dataclasses.fields(ExecutionStats):
+                setattr(total, count.name,
+                        getattr(total, count.name) + getattr(executor.stats, count.name))
         return total
 
     def reseed(self, seed: int) -> None:

@@ -224,12 +224,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ bookkeeping
     def execution_counts(self) -> dict[str, int]:
-        """Circuit executions and shots spent so far (training and evaluation, resumes included)."""
-        circuits, shots = self.counts_offset["circuits"], self.counts_offset["shots"]
+        """Circuit executions and shots spent so far (training and evaluation, resumes
+        included); with ``backend.mitigation`` also ``mitigation_circuits`` and
+        ``mitigation_shots``, the part of them error mitigation added."""
+        keys = ("circuits", "shots")
+        if self.cfg.backend.mitigation:
+            keys += ("mitigation_circuits", "mitigation_shots")
+        counts = {key: self.counts_offset.get(key, 0) for key in keys}
         for layer in getattr(self.model, "quantum_layers", list)():
             stats = layer.execution_stats()
-            circuits, shots = circuits + stats.circuits, shots + stats.shots
-        return {"circuits": circuits, "shots": shots}
+            for key in keys:
+                counts[key] += getattr(stats, key)
+        return counts
 
     def elapsed(self) -> float:
         """Wall seconds spent training, resumes included."""
