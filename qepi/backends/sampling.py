@@ -59,22 +59,26 @@ class ShotSampler:
         return call
 
     def frequencies(self, probs: np.ndarray, call: int, circuit_ids: np.ndarray | None = None,
-                    stream: int = 0) -> np.ndarray:
+                    stream: int = 0, shots: np.ndarray | None = None) -> np.ndarray:
         """Sampled outcome frequencies (C, K) of ``shots`` measurements of each circuit.
 
         ``probs`` (C, K) are exact outcome probabilities (small negative rounding is clipped,
-        rows are renormalised); ``circuit_ids`` (C,) default to ``0..C-1``.
+        rows are renormalised); ``circuit_ids`` (C,) default to ``0..C-1``; ``shots`` (C,)
+        gives each circuit its own shot count (default: the sampler's ``shots`` for all).
+        A circuit's draw depends on its id and shot count only.
         """
         probs = np.clip(np.asarray(probs, dtype=np.float64), 0.0, None)
         probs /= probs.sum(axis=1, keepdims=True)
         if circuit_ids is None:
             circuit_ids = np.arange(len(probs))
         key = [self.seed & _MASK64, call & _MASK64]
+        if shots is None:
+            shots = np.full(len(probs), self.shots, dtype=np.int64)
         counts = np.empty(probs.shape, dtype=np.int64)  # (C, K)
         for c, circuit in enumerate(np.asarray(circuit_ids).tolist()):
             bits = np.random.Philox(key=key, counter=[0, 0, circuit & _MASK64, stream & _MASK64])
-            counts[c] = np.random.Generator(bits).multinomial(self.shots, probs[c])
-        return counts / self.shots
+            counts[c] = np.random.Generator(bits).multinomial(int(shots[c]), probs[c])
+        return counts / np.asarray(shots, dtype=np.float64)[:, None]
 
     def state_dict(self) -> dict[str, Any]:
         """``{"seed", "calls"}``: all a resumed run needs to continue the same draws."""
