@@ -435,13 +435,19 @@ class _ParameterShift(torch.autograd.Function):
 
 @dataclass
 class ShotSpending:
-    """What :meth:`AerExecutor.spending` yields: the shots of each angle's ±π/2 circuits
-    (``shots``, broadcastable to (N, K, P)) and, per call made in the block, the single-shot
-    variance (N*K, P) of the parameter-shift estimate of ∂loss/∂θ_j in each row, filled in
-    by the backward pass (``variances``; zeros for angles not shifted)."""
+    """What :meth:`AerExecutor.spending` yields.
 
-    shots: torch.Tensor  # int64, broadcastable to (N, K, P)
+    ``shots`` gives the shots of the ±π/2 circuits either per angle (an int tensor
+    broadcastable to (N, K, P)) or per weight element ({name: (K, *shape)}, for circuits
+    whose every weight-dependent angle is one weight element). The backward passes fill in
+    the single-shot variance of the parameter-shift estimate of ∂loss/∂θ_j: per call, one
+    (N*K, P) tensor in ``variances`` (zeros where not shifted), and with per-weight shots
+    its sum per weight element in ``weight_variances`` ({name: (K, *shape)}).
+    """
+
+    shots: torch.Tensor | dict[str, torch.Tensor]
     variances: list[torch.Tensor] = field(default_factory=list)  # one (N*K, P) per call
+    weight_variances: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (K, *shape)
 
 
 class _ShiftVariance:
@@ -451,9 +457,13 @@ class _ShiftVariance:
     Var = (Var₊ + Var₋)/4, each the sample variance (with Bessel's correction) over one
     circuit's outcomes of the outcome value v(o) = Σ_l g_l · (quantity l of outcome o)."""
 
-    def __init__(self, plan: _Plan, out: torch.Tensor, rows: np.ndarray):
+    def __init__(self, plan: _Plan, out: torch.Tensor, rows: np.ndarray,
+                 weight_out: dict[str, torch.Tensor] | None = None, sources: list | None = None,
+                 copies: int = 1):
         self.plan, self.out, self.rows = plan, out, rows  # out (N*K, P); rows (G,) into out
         self.parts: list[tuple] = []  # (r (M,), j (M,), shots (M,), [(plus, minus) per group])
+        # per-weight sums: {name: (K, W)} and, per angle, None or (name, element (K,))
+        self.weight_out, self.sources, self.copies = weight_out, sources, copies
 
     def add(self, r: np.ndarray, j: np.ndarray, shots: np.ndarray, freqs: list) -> None:
         self.parts.append((r, j, shots, freqs))
@@ -468,6 +478,13 @@ class _ShiftVariance:
                     spread = (f * value**2).sum(1) - (f * value).sum(1) ** 2
                     np.add.at(variance, (r, j), bessel * spread / 4)
         self.out[self.rows] += torch.from_numpy(variance)
+        if self.weight_out is None:
+            return
+        copy = self.rows % self.copies  # (G,)
+        for j, source in enumerate(self.sources):
+            if source is not None:
+                name, element = source
+                np.add.at(self.weight_out[name].numpy(), (copy, element[copy]), variance[:, j])
 
 
 
@@ -619,9 +636,12 @@ class AerExecutor(ExecutorBase):
     @contextlib.contextmanager
     def spending(self, shots):
         """Within the block, run the ±π/2 circuits of angle j in row (n, k) with
-        ``shots[n, k, j]`` shots (ints broadcastable to (N, K, P); 0 = not shifted); unshifted
-        circuits keep ``backend.shots``. Yields a :class:`ShotSpending` whose ``variances``
-        the backward passes fill in (Rosalin's per-parameter shot allocation reads them).
+        ``shots[n, k, j]`` shots (ints broadcastable to (N, K, P); 0 = not shifted), or give
+        ``shots`` per weight element, {name: (K, *shape)}: then the angles that are one weight
+        element get that element's shots (an angle that is a function of weights otherwise
+        raises a UserError) and the others ``backend.shots``. Unshifted circuits keep
+        ``backend.shots``. Yields a :class:`ShotSpending` whose variances the backward
+        passes fill in (Rosalin's per-parameter shot allocation reads them).
 
         >>> import torch
         >>> from qepi.circuits import build_circuit
@@ -638,8 +658,13 @@ class AerExecutor(ExecutorBase):
         """
         if self.sampler is None:
             raise UserError("shots per shifted angle need backend.shots > 0")
-        shots = torch.as_tensor(shots, dtype=torch.int64)
-        if bool((shots < 0).any()):
+        if isinstance(shots, dict):
+            shots = {name: torch.as_tensor(s, dtype=torch.int64) for name, s in shots.items()}
+            low = min((int(s.min()) for s in shots.values() if s.numel()), default=0)
+        else:
+            shots = torch.as_tensor(shots, dtype=torch.int64)
+            low = int(shots.min()) if shots.numel() else 0
+        if low < 0:
             raise UserError("shots per shifted angle must be >= 0")
         previous, self.spent = self.spent, ShotSpending(shots)
         try:
@@ -647,11 +672,19 @@ class AerExecutor(ExecutorBase):
         finally:
             self.spent = previous
 
-    def _shift_shots(self, shift: torch.Tensor, n: int, k: int,
-                     rows: np.ndarray | None) -> np.ndarray:
+    def _shift_shots(self, shift: torch.Tensor, n: int, k: int, rows: np.ndarray | None,
+                     sources: list | None = None) -> np.ndarray:
         """(G, P) int64: shots of each shifted (row, angle) within :meth:`spending`, 0 where
-        not shifted."""
+        not shifted; with shots per weight element, ``sources`` says which element angle j is."""
         p = shift.shape[1]
+        if sources is not None:
+            copy = (np.arange(n * k) if rows is None else rows) % k  # (G,)
+            shots = np.full(shift.shape, self.backend.shots, dtype=np.int64)  # (G, P)
+            for j, source in enumerate(sources):
+                if source is not None:
+                    name, element = source
+                    shots[:, j] = self.spent.shots[name].reshape(k, -1).numpy()[copy, element[copy]]
+            return np.where(shift.numpy(), shots, 0)
         try:
             spent = self.spent.shots.expand(n, k, p).reshape(n * k, p)  # (N*K, P)
         except RuntimeError:
@@ -659,6 +692,38 @@ class AerExecutor(ExecutorBase):
                             f"do not broadcast to (N, K, P) = {(n, k, p)}") from None
         spent = spent if rows is None else spent[rows]
         return np.where(shift.numpy(), spent.numpy(), 0)
+
+    @staticmethod
+    def angle_sources(part: Segment, weights: dict[str, torch.Tensor], k: int) -> list:
+        """For each angle j of ``part``: None when no weight moves it, else ``(name,
+        element)`` with ``element`` (K,) the flat index of the weight element of each copy
+        that the angle equals (up to inputs added to it). Raises UserError for an angle that
+        is any other function of the weights (found by autograd on the traced angles)."""
+        names = [m for m, w in weights.items() if w.requires_grad]
+        per_copy = np.bincount(part.rows % k, minlength=k)  # (K,) rows of each copy
+        sources = []
+        for j, needs in enumerate(part.needs_grad):
+            if not needs or not names:
+                sources.append(None)
+                continue
+            grads = torch.autograd.grad(part.theta[:, j].sum(), [weights[m] for m in names],
+                                        retain_graph=True, allow_unused=True)
+            found = [(m, g.reshape(k, -1)) for m, g in zip(names, grads)
+                     if g is not None and bool(g.any())]
+            if not found:
+                sources.append(None)
+                continue
+            name, g = found[0]
+            element = g.abs().argmax(dim=1).numpy()  # (K,)
+            one = torch.zeros_like(g)
+            one[np.arange(k), element] = torch.as_tensor(per_copy, dtype=g.dtype)
+            if len(found) > 1 or not torch.equal(g, one):
+                raise UserError(f"gate angle {j} of the circuit is not a single weight element "
+                                f"(it is another function of the weights); shots per weight "
+                                f"need angles such as RY(weights[0]); use train.optimizer = "
+                                f"'adam' or 'spsa' for this circuit")
+            sources.append((name, element))
+        return sources
 
     def shift_matrix(self, traced: Traced, n: int, k: int) -> torch.Tensor:
         """(N*K, P) bool: the angles a step shifts (those needing a gradient, within the mask)."""
@@ -690,20 +755,33 @@ class AerExecutor(ExecutorBase):
         call = self.sampler.next_call() if self.sampler is not None else 0
         id_angles = max(len(part.needs_grad) for part in segments)  # circuit ids stay unique
         variance = None  # (N*K, P) single-shot variances of the shifted angles, from backward
+        per_weight = self.spent is not None and isinstance(self.spent.shots, dict)
         if self.spent is not None and torch.is_grad_enabled():
             variance = torch.zeros(n * k, id_angles, dtype=torch.float64)
             self.spent.variances.append(variance)
+            if per_weight:
+                for name, w in weights.items():
+                    self.spent.weight_variances.setdefault(
+                        name, torch.zeros(w.shape, dtype=torch.float64))
         outputs = []
         for part in segments:
             plan = self._plan(part.traced)
             theta = part.theta.cpu()  # (G, P)
             subset = None if len(part.rows) == n * k else part.rows
             shift = self._shift(part.needs_grad, n, k, subset).numpy()  # (G, P)
-            shift_shots = None
-            if self.spent is not None:
-                shift_shots = self._shift_shots(torch.from_numpy(shift), n, k, subset)  # (G, P)
+            shift_shots, sources = None, None
+            if self.spent is not None and shift.any():  # (grad enabled)
+                if per_weight:
+                    sources = self.angle_sources(part, weights, k)
+                shift_shots = self._shift_shots(torch.from_numpy(shift), n, k, subset,
+                                                sources)  # (G, P)
                 shift &= shift_shots > 0
-            recorder = None if variance is None else _ShiftVariance(plan, variance, part.rows)
+            recorder = None
+            if variance is not None:
+                recorder = _ShiftVariance(
+                    plan, variance, part.rows, sources and {
+                        name: v.view(k, -1) for name, v in self.spent.weight_variances.items()},
+                    sources, k)
             values, jacobian = self._evaluate(plan, theta.detach().numpy(), shift, call,
                                               part.rows, id_angles, shift_shots, recorder)
             quantities = _ParameterShift.apply(theta, torch.from_numpy(values),
