@@ -12,7 +12,8 @@ from qepi.errors import UserError
 def _summary_line(s: dict) -> str:
     return (f"{s['name']}: test acc {s['test_acc']:.3f} (chance {s['chance_acc']:.3f}), "
             f"loss {s['test_loss']:.3f} | {s['params']} params | {s['circuits']} circuits, "
-            f"{s['shots']} shots | {s['wall_time_s']:.1f} s")
+            f"{s['shots']} shots ({s.get('train_shots', s['shots'])} in training steps) | "
+            f"{s['wall_time_s']:.1f} s")
 
 
 def train(*, config: str | None, overrides: list[str], out: str | None, warm_start: str | None,
