@@ -210,10 +210,11 @@ class Rosalin(QuantumOptimizer):
         super().__init__(params, dict(lr=lr, lipschitz=lipschitz, mu=mu, b=b, min_shots=min_shots))
         self.state["step"] = 0
         for p in params:
+            # running means in the weight's dtype, as torch's load_state_dict restores them
             self.state[p].update(shots=torch.full(p.shape, min_shots, dtype=torch.int64),
-                                 chi=torch.zeros(p.shape, dtype=torch.float64),
-                                 xi=torch.zeros(p.shape, dtype=torch.float64),
-                                 variance=torch.zeros(p.shape, dtype=torch.float64))
+                                 chi=torch.zeros_like(p, memory_format=torch.preserve_format),
+                                 xi=torch.zeros_like(p, memory_format=torch.preserve_format),
+                                 variance=torch.zeros_like(p, memory_format=torch.preserve_format))
         self._last: dict[str, float] = {}
 
     @contextlib.contextmanager
@@ -227,7 +228,7 @@ class Rosalin(QuantumOptimizer):
             yield
         for layer, variances in spent:
             for name, w in layer.qnode_weights.items():
-                self.state[w]["variance"] = variances[name]
+                self.state[w]["variance"] = variances[name].to(w.dtype)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None):  # type: ignore[override]
@@ -240,8 +241,8 @@ class Rosalin(QuantumOptimizer):
                 if p.grad is None:
                     continue
                 state = self.state[p]
-                grad = p.grad.to(torch.float64)
-                p.sub_(p.grad, alpha=lr)
+                grad = p.grad
+                p.sub_(grad, alpha=lr)
                 state["chi"] = mu * state["chi"] + (1 - mu) * grad
                 state["xi"] = mu * state["xi"] + (1 - mu) * state["variance"]
                 correction = 1 - mu ** (k + 1)
