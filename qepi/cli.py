@@ -110,7 +110,7 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
 
 def _add_bench_commands(sub) -> None:
     benches = sub.add_parser("bench", help="side-by-side performance measurements").add_subparsers(
-        dest="bench", required=True, metavar="{exact,aer,noisy}")
+        dest="bench", required=True, metavar="{exact,aer,noisy,shots}")
 
     p = benches.add_parser("exact", help="training-step time on exact simulators vs the classical twin")
     p.add_argument("--qubits", type=int, nargs="+", default=[4], help="qubit counts to measure")
@@ -152,6 +152,23 @@ def _add_bench_commands(sub) -> None:
     p.add_argument("--threads", type=int, default=1, help="Aer threads (torch uses 1)")
     p.add_argument("--json", dest="as_json", action="store_true", help="print one JSON object per row")
     p.set_defaults(handler=bench.noisy)
+
+    p = benches.add_parser("shots", help="training shots Adam, SPSA and Rosalin spend to reach a dev accuracy",
+                           description="Train one config (default configs/motif.toml) on the exact "
+                                       "backend with shots, once per optimizer, and print the "
+                                       "training shots each spent to reach the Adam run's best dev "
+                                       "accuracy. The long version: --train 512 --epochs 30.")
+    p.add_argument("--config", default="configs/motif.toml", help="TOML config (default configs/motif.toml)")
+    _add_overrides(p)
+    p.add_argument("--shots", type=int, default=1000, help="backend.shots of every circuit (default 1000)")
+    p.add_argument("--epochs", type=int, default=6, help="epochs per optimizer (default 6)")
+    p.add_argument("--train", type=int, default=256, help="training examples (default 256)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--optimizers", nargs="+", default=["adam", "spsa", "rosalin"],
+                   help="optimizers to train with (default adam spsa rosalin)")
+    _add_threads(p)
+    p.add_argument("--json", dest="as_json", action="store_true", help="print one JSON object per optimizer")
+    p.set_defaults(handler=bench.shots)
 
 
 def _add_sweep_commands(sub) -> None:

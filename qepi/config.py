@@ -88,7 +88,7 @@ Pooling = Literal["mean", "first", "last"]
 Task = Literal["motif", "digits", "parity", "text", "clauses", "topics"]  # the loaders of qepi.data.TASKS
 Tokens = Literal["rows", "patches"]
 Punctuation = Literal["split", "strip", "keep"]
-Optimizer = Literal["adam", "adamw"]
+Optimizer = Literal["adam", "adamw", "spsa", "rosalin"]
 Schedule = Literal["constant", "cosine", "linear"]
 RegulationKind = Literal["", "epigenetic", "experts"]
 MitigationKind = Literal["readout", "zne"]  # the mitigations of qepi.backends.mitigation
@@ -183,7 +183,7 @@ class Data(_Section):
 class Train(_Section):
     """Optimisation settings."""
 
-    optimizer: Optimizer = "adam"  # adam | adamw
+    optimizer: Optimizer = "adam"  # adam | adamw | spsa | rosalin (spsa and rosalin train the circuit weights; the classical weights keep adam)
     lr: float = 0.02  # peak learning rate
     weight_decay: float = 0.0  # decoupled for adamw, L2 for adam
     epochs: int = 0  # passes over the training set; 0 = from the training-set size (at least 10, and enough for min_steps)
@@ -200,6 +200,17 @@ class Train(_Section):
     tensorboard: bool = False  # also log to TensorBoard (needs the tensorboard extra)
     diagnostics: bool = False  # log per-layer gradient flow (warns when it vanishes) and entropies
     threads: int = 1  # torch CPU threads while training; 0 = torch's default (small models are fastest on 1)
+    spsa_lr: float = 0.2  # spsa: gain a, step a_k = a / (k + 1 + spsa_stability) ** spsa_alpha
+    spsa_perturbation: float = 0.15  # spsa: perturbation c, c_k = c / (k + 1) ** spsa_gamma
+    spsa_alpha: float = 0.602  # spsa: decay exponent of a_k (Spall's standard value)
+    spsa_gamma: float = 0.101  # spsa: decay exponent of c_k (Spall's standard value)
+    spsa_stability: float = 0.0  # spsa: stability constant A (Spall suggests ~10% of the steps)
+    spsa_samples: PositiveInt = 1  # spsa: random perturbations averaged per step (2 loss evaluations each)
+    rosalin_lr: float = 0.1  # rosalin: gradient-descent step size (rosalin_lr * rosalin_lipschitz < 2)
+    rosalin_lipschitz: float = 1.0  # rosalin: Lipschitz bound L of the loss gradient
+    rosalin_mu: float = 0.99  # rosalin: decay of the running gradient mean and variance
+    rosalin_b: float = 1e-6  # rosalin: bias b regularising the allocation while the means are young
+    rosalin_min_shots: Annotated[int, AtLeast(2)] = 10  # rosalin: fewest shots of a shifted circuit (every weight's count at the first step)
 
 
 @dataclass(frozen=True)
@@ -467,6 +478,11 @@ def inert_keys(cfg: Config) -> dict[str, str]:
         if kind not in regulations and changed("regulation", key):
             found[f"regulation.{key}"] = (f"only an {kind!r} regulation reads it (regulation.embedding "
                                           f"and regulation.attention are not {kind!r})")
+    for f in fields(Train):
+        prefix = f.name.split("_")[0]
+        if prefix in ("spsa", "rosalin") and cfg.train.optimizer != prefix and changed("train", f.name):
+            found[f"train.{f.name}"] = (f"only train.optimizer={prefix!r} reads it (train.optimizer "
+                                        f"is {cfg.train.optimizer!r})")
     if "classical" not in kinds and changed("model", "match_params"):
         found["model.match_params"] = "no layer is classical (model.embedding and model.attention are 'quantum')"
     return found

@@ -90,7 +90,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -427,18 +427,78 @@ class _Plan:
 
 
 class _ParameterShift(torch.autograd.Function):
-    """values = f(θ) with a precomputed Jacobian: backward is grad @ J."""
+    """values = f(θ) with a precomputed Jacobian: backward is grad @ J, and ``on_backward(grad)``
+    (when given) sees the incoming gradient (R, L)."""
 
     @staticmethod
-    def forward(ctx, theta, values, jacobian):  # theta (R, P), values (R, L), jacobian (R, L, P)
+    def forward(ctx, theta, values, jacobian, on_backward=None):
+        # theta (R, P), values (R, L), jacobian (R, L, P)
         ctx.save_for_backward(jacobian)
+        ctx.on_backward = on_backward
         return values.clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         (jacobian,) = ctx.saved_tensors
-        return torch.einsum("rl,rlp->rp", grad, jacobian), None, None
+        if ctx.on_backward is not None:
+            ctx.on_backward(grad.detach().numpy())
+        return torch.einsum("rl,rlp->rp", grad, jacobian), None, None, None
+
+
+@dataclass
+class ShotSpending:
+    """What :meth:`AerExecutor.spending` yields.
+
+    ``shots`` gives the shots of the ±π/2 circuits either per angle (an int tensor
+    broadcastable to (N, K, P)) or per weight element ({name: (K, *shape)}, for circuits
+    whose every weight-dependent angle is one weight element). The backward passes fill in
+    the single-shot variance of the parameter-shift estimate of ∂loss/∂θ_j: per call, one
+    (N*K, P) tensor in ``variances`` (zeros where not shifted), and with per-weight shots
+    its sum per weight element in ``weight_variances`` ({name: (K, *shape)}).
+    """
+
+    shots: torch.Tensor | dict[str, torch.Tensor]
+    variances: list[torch.Tensor] = field(default_factory=list)  # one (N*K, P) per call
+    weight_variances: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (K, *shape)
+
+
+class _ShiftVariance:
+    """Collects the shifted circuits' sampled outcome frequencies of one segment and, given the
+    backward pass's gradient g (G, L) w.r.t. the quantities, adds the single-shot variance of
+    ĝ_j = g·(Q(θ+π/2 e_j) - Q(θ-π/2 e_j))/2 for every shifted (row, angle) to ``out``:
+    Var = (Var₊ + Var₋)/4, each the sample variance (with Bessel's correction) over one
+    circuit's outcomes of the outcome value v(o) = Σ_l g_l · (quantity l of outcome o)."""
+
+    def __init__(self, plan: _Plan, out: torch.Tensor, rows: np.ndarray,
+                 weight_out: dict[str, torch.Tensor] | None = None, sources: list | None = None,
+                 copies: int = 1):
+        self.plan, self.out, self.rows = plan, out, rows  # out (N*K, P); rows (G,) into out
+        self.parts: list[tuple] = []  # (r (M,), j (M,), shots (M,), [(plus, minus) per group])
+        # per-weight sums: {name: (K, W)} and, per angle, None or (name, element (K,))
+        self.weight_out, self.sources, self.copies = weight_out, sources, copies
+
+    def add(self, r: np.ndarray, j: np.ndarray, shots: np.ndarray, freqs: list) -> None:
+        self.parts.append((r, j, shots, freqs))
+
+    def __call__(self, grad: np.ndarray) -> None:  # grad (G, L)
+        variance = np.zeros((len(self.rows), self.out.shape[1]))  # (G, P)
+        for r, j, shots, freqs in self.parts:
+            bessel = shots / np.maximum(shots - 1, 1)  # (M,)
+            for group, (plus, minus) in zip(self.plan.groups, freqs):
+                value = grad[r][:, group.columns] @ group.matrix.T  # (M, 2**m) per outcome
+                for f in (plus, minus):  # (M, 2**m) sampled frequencies
+                    spread = (f * value**2).sum(1) - (f * value).sum(1) ** 2
+                    np.add.at(variance, (r, j), bessel * spread / 4)
+        self.out[self.rows] += torch.from_numpy(variance)
+        if self.weight_out is None:
+            return
+        copy = self.rows % self.copies  # (G,)
+        for j, source in enumerate(self.sources):
+            if source is not None:
+                name, element = source
+                np.add.at(self.weight_out[name].numpy(), (copy, element[copy]), variance[:, j])
+
 
 
 class AerExecutor(ExecutorBase):
@@ -454,7 +514,7 @@ class AerExecutor(ExecutorBase):
     """
 
     capabilities = Capabilities(measurements=frozenset({"expval", "var", "probs"}), shots=True,
-                                noise=True, shift_mask=True, trace=True,
+                                noise=True, shift_mask=True, shift_shots=True, trace=True,
                                 bounds_memory=True,  # blocks of backend.chunk_rows circuits
                                 mitigation=True)  # backend.mitigation, see qepi.backends.mitigation
 
@@ -469,6 +529,7 @@ class AerExecutor(ExecutorBase):
         self.simulator = simulator
         self.stats = ExecutionStats()
         self.shift_mask = None  # None or a bool tensor broadcastable to (N, K, P)
+        self.spent: ShotSpending | None = None  # shots per shifted angle (see spending)
         self.sampler = ShotSampler(backend.shots, seed) if backend.shots else None
         self.mitigation = Mitigation.from_backend(backend)
         self._plans: dict[tuple, _Plan] = {}
@@ -589,6 +650,98 @@ class AerExecutor(ExecutorBase):
         finally:
             self.shift_mask = previous
 
+    @contextlib.contextmanager
+    def spending(self, shots):
+        """Within the block, run the ±π/2 circuits of angle j in row (n, k) with
+        ``shots[n, k, j]`` shots (ints broadcastable to (N, K, P); 0 = not shifted), or give
+        ``shots`` per weight element, {name: (K, *shape)}: then the angles that are one weight
+        element get that element's shots (an angle that is a function of weights otherwise
+        raises a UserError) and the others ``backend.shots``. Unshifted circuits keep
+        ``backend.shots``. Yields a :class:`ShotSpending` whose variances the backward
+        passes fill in (Rosalin's per-parameter shot allocation reads them).
+
+        >>> import torch
+        >>> from qepi.circuits import build_circuit
+        >>> from qepi.config import Backend, Circuit
+        >>> spec = build_circuit(Circuit(n_qubits=1, n_layers=1))
+        >>> run = AerExecutor(spec.qfunc, 1, Backend(name="aer", shots=100))
+        >>> w = torch.zeros(1, 1, 1, 3, requires_grad=True)
+        >>> with run.spending(torch.tensor([0, 10, 20, 30])) as spent:  # (P,): RY(x), Rot
+        ...     run(torch.zeros(2, 1, 1), {"weights": w}).sum().backward()
+        >>> run.stats.circuits, run.stats.shots  # 2 x 100 unshifted + 2 x 2 x (10 + 20 + 30)
+        (14, 440)
+        >>> spent.variances[0].shape  # (N*K, P)
+        torch.Size([2, 4])
+        """
+        if self.sampler is None:
+            raise UserError("shots per shifted angle need backend.shots > 0")
+        if isinstance(shots, dict):
+            shots = {name: torch.as_tensor(s, dtype=torch.int64) for name, s in shots.items()}
+            low = min((int(s.min()) for s in shots.values() if s.numel()), default=0)
+        else:
+            shots = torch.as_tensor(shots, dtype=torch.int64)
+            low = int(shots.min()) if shots.numel() else 0
+        if low < 0:
+            raise UserError("shots per shifted angle must be >= 0")
+        previous, self.spent = self.spent, ShotSpending(shots)
+        try:
+            yield self.spent
+        finally:
+            self.spent = previous
+
+    def _shift_shots(self, shift: torch.Tensor, n: int, k: int, rows: np.ndarray | None,
+                     sources: list | None = None) -> np.ndarray:
+        """(G, P) int64: shots of each shifted (row, angle) within :meth:`spending`, 0 where
+        not shifted; with shots per weight element, ``sources`` says which element angle j is."""
+        p = shift.shape[1]
+        if sources is not None:
+            copy = (np.arange(n * k) if rows is None else rows) % k  # (G,)
+            shots = np.full(shift.shape, self.backend.shots, dtype=np.int64)  # (G, P)
+            for j, source in enumerate(sources):
+                if source is not None:
+                    name, element = source
+                    shots[:, j] = self.spent.shots[name].reshape(k, -1).numpy()[copy, element[copy]]
+            return np.where(shift.numpy(), shots, 0)
+        try:
+            spent = self.spent.shots.expand(n, k, p).reshape(n * k, p)  # (N*K, P)
+        except RuntimeError:
+            raise UserError(f"shots per shifted angle of shape {tuple(self.spent.shots.shape)} "
+                            f"do not broadcast to (N, K, P) = {(n, k, p)}") from None
+        spent = spent if rows is None else spent[rows]
+        return np.where(shift.numpy(), spent.numpy(), 0)
+
+    @staticmethod
+    def angle_sources(part: Segment, weights: dict[str, torch.Tensor], k: int) -> list:
+        """For each angle j of ``part``: None when no weight moves it, else ``(name,
+        element)`` with ``element`` (K,) the flat index of the weight element of each copy
+        that the angle equals (up to inputs added to it). Raises UserError for an angle that
+        is any other function of the weights (found by autograd on the traced angles)."""
+        names = [m for m, w in weights.items() if w.requires_grad]
+        per_copy = np.bincount(part.rows % k, minlength=k)  # (K,) rows of each copy
+        sources = []
+        for j, needs in enumerate(part.needs_grad):
+            if not needs or not names:
+                sources.append(None)
+                continue
+            grads = torch.autograd.grad(part.theta[:, j].sum(), [weights[m] for m in names],
+                                        retain_graph=True, allow_unused=True)
+            found = [(m, g.reshape(k, -1)) for m, g in zip(names, grads)
+                     if g is not None and bool(g.any())]
+            if not found:
+                sources.append(None)
+                continue
+            name, g = found[0]
+            element = g.abs().argmax(dim=1).numpy()  # (K,)
+            one = torch.zeros_like(g)
+            one[np.arange(k), element] = torch.as_tensor(per_copy, dtype=g.dtype)
+            if len(found) > 1 or not torch.equal(g, one):
+                raise UserError(f"gate angle {j} of the circuit is not a single weight element "
+                                f"(it is another function of the weights); shots per weight "
+                                f"need angles such as RY(weights[0]); use train.optimizer = "
+                                f"'adam' or 'spsa' for this circuit")
+            sources.append((name, element))
+        return sources
+
     def shift_matrix(self, traced: Traced, n: int, k: int) -> torch.Tensor:
         """(N*K, P) bool: the angles a step shifts (those needing a gradient, within the mask)."""
         return self._shift([a.requires_grad for a in traced.angles], n, k)
@@ -618,16 +771,38 @@ class AerExecutor(ExecutorBase):
         segments = self.segments(inputs, weights)
         call = self.sampler.next_call() if self.sampler is not None else 0
         id_angles = max(len(part.needs_grad) for part in segments)  # circuit ids stay unique
+        variance = None  # (N*K, P) single-shot variances of the shifted angles, from backward
+        per_weight = self.spent is not None and isinstance(self.spent.shots, dict)
+        if self.spent is not None and torch.is_grad_enabled():
+            variance = torch.zeros(n * k, id_angles, dtype=torch.float64)
+            self.spent.variances.append(variance)
+            if per_weight:
+                for name, w in weights.items():
+                    self.spent.weight_variances.setdefault(
+                        name, torch.zeros(w.shape, dtype=torch.float64))
         outputs = []
         for part in segments:
             plan = self._plan(part.traced)
             theta = part.theta.cpu()  # (G, P)
-            shift = self._shift(part.needs_grad, n, k,
-                                None if len(part.rows) == n * k else part.rows)  # (G, P)
-            values, jacobian = self._evaluate(plan, theta.detach().numpy(), shift.numpy(), call,
-                                              part.rows, id_angles)
+            subset = None if len(part.rows) == n * k else part.rows
+            shift = self._shift(part.needs_grad, n, k, subset).numpy()  # (G, P)
+            shift_shots, sources = None, None
+            if self.spent is not None and shift.any():  # (grad enabled)
+                if per_weight:
+                    sources = self.angle_sources(part, weights, k)
+                shift_shots = self._shift_shots(torch.from_numpy(shift), n, k, subset,
+                                                sources)  # (G, P)
+                shift &= shift_shots > 0
+            recorder = None
+            if variance is not None:
+                recorder = _ShiftVariance(
+                    plan, variance, part.rows, sources and {
+                        name: v.view(k, -1) for name, v in self.spent.weight_variances.items()},
+                    sources, k)
+            values, jacobian = self._evaluate(plan, theta.detach().numpy(), shift, call,
+                                              part.rows, id_angles, shift_shots, recorder)
             quantities = _ParameterShift.apply(theta, torch.from_numpy(values),
-                                               torch.from_numpy(jacobian))  # (G, L)
+                                               torch.from_numpy(jacobian), recorder)  # (G, L)
             outputs.append(plan.outputs(quantities, part.coefficients))  # (G, n_outputs)
         if len({o.shape[1] for o in outputs}) > 1:
             raise UserError("the circuit's measurements differ between rows; the aer "
@@ -690,16 +865,21 @@ class AerExecutor(ExecutorBase):
             return np.array([[1 - r, r], [r, 1 - r]])
         return self._readout_errors.get(qubit, self._readout_errors.get(None, np.eye(2)))
 
-    def _run(self, plan: _Plan, values: np.ndarray, call: int, ids: np.ndarray) -> np.ndarray:
-        """Quantities (C, L) of the circuits with angle rows ``values`` (C, P) and ids (C,):
-        each template's sampled frequencies, readout-corrected and extrapolated to zero
-        noise where ``backend.mitigation`` asks (:mod:`qepi.backends.mitigation`)."""
+    def _run(self, plan: _Plan, values: np.ndarray, call: int, ids: np.ndarray,
+             shots: np.ndarray | None = None, frequencies: list | None = None) -> np.ndarray:
+        """Quantities (C, L) of the circuits with angle rows ``values`` (C, P), ids (C,) and
+        shots (C,) (default ``backend.shots``): each template's sampled frequencies,
+        readout-corrected and extrapolated to zero noise where ``backend.mitigation`` asks
+        (:mod:`qepi.backends.mitigation`). Each group's sampled frequencies (C, 2**m) at
+        noise scale 1, before mitigation, are appended to ``frequencies`` when it is given."""
         scales = len(self.mitigation.scale_factors)
         estimates = np.empty((scales, len(values), plan.n_quantities))  # (S, C, L)
         if plan.runner is None:
             return estimates[0]
         for t, (group, probs) in enumerate(zip(plan.groups, plan.runner.probabilities(values))):
-            probs = self._measure(probs, group, call, ids, t)  # (C, 2**m)
+            probs = self._measure(probs, group, call, ids, t, shots)  # (C, 2**m)
+            if frequencies is not None and group.scale == 0:
+                frequencies.append(probs)
             if self.mitigation.readout:
                 probs = self.mitigation.correct_readout(probs, group.qubits, self.backend.shots,
                                                         self._calibration)
@@ -741,7 +921,7 @@ class AerExecutor(ExecutorBase):
         return read
 
     def _measure(self, probs: np.ndarray, group: _Group, call: int, ids: np.ndarray,
-                 g: int) -> np.ndarray:
+                 g: int, shots: np.ndarray | None = None) -> np.ndarray:
         """Apply readout confusion and, with shots, replace probabilities by sampled frequencies."""
         m = len(group.readout)
         if any(not np.array_equal(mat, np.eye(2)) for mat in group.readout):
@@ -751,13 +931,16 @@ class AerExecutor(ExecutorBase):
             probs = tensor.reshape(len(probs), -1)
         if self.sampler is None:
             return probs
-        return self.sampler.frequencies(probs, call, ids, stream=g)
+        return self.sampler.frequencies(probs, call, ids, stream=g, shots=shots)
 
     def _evaluate(self, plan: _Plan, theta: np.ndarray, shift: np.ndarray, call: int,
-                  row_ids: np.ndarray, id_angles: int):
+                  row_ids: np.ndarray, id_angles: int, shift_shots: np.ndarray | None = None,
+                  recorder: _ShiftVariance | None = None):
         """Quantities (R, L) and their Jacobian (R, L, P) from the unshifted and ±π/2 rows;
         ``row_ids`` (R,) number the rows within the call for the circuit ids (with
-        ``id_angles`` >= P, see :func:`circuit_ids`).
+        ``id_angles`` >= P, see :func:`circuit_ids`). ``shift_shots`` (R, P) are the shots of
+        the shifted circuits (default ``backend.shots``); ``recorder`` keeps their outcome
+        frequencies for the variance of the gradient estimate.
 
         Rows are taken in blocks of at most ``backend.chunk_rows`` circuits (at least one
         row each), so memory stays bounded whatever the batch; one Aer run per block.
@@ -773,12 +956,21 @@ class AerExecutor(ExecutorBase):
             stop = max(start + 1, stop)
             every, rows, cols = shifted_rows(theta[start:stop], shift[start:stop])  # (B + 2M, P)
             ids = circuit_ids(row_ids[start:stop], rows, cols, id_angles)  # (B + 2M,)
-            outputs = self._run(plan, every, call, ids)  # (B + 2M, L)
             b, m = stop - start, len(rows)
+            shots = np.full(len(every), self.backend.shots, dtype=np.int64)  # (B + 2M,)
+            if shift_shots is not None:
+                shots[b:] = np.tile(shift_shots[start + rows, cols], 2)
+            frequencies = [] if recorder is not None else None
+            outputs = self._run(plan, every, call, ids, shots if self.sampler else None,
+                                frequencies)  # (B + 2M, L)
             values[start:stop] = outputs[:b]
             jacobian[start + rows, :, cols] = (outputs[b:b + m] - outputs[b + m:]) / 2
+            if recorder is not None:
+                recorder.add(start + rows, cols, shots[b:b + m],
+                             [(f[b:b + m], f[b + m:]) for f in frequencies])
+            self.stats.add(len(every))
+            self.stats.shots += int(shots.sum())
             scales = len(self.mitigation.scale_factors)
-            self.stats.add(len(every), self.backend.shots)
             self.stats.add(len(every) * (scales - 1), self.backend.shots, mitigation=True)
             start = stop
         return values, jacobian
@@ -793,5 +985,5 @@ register_backend(BackendEntry(
     capabilities=AerExecutor.capabilities,
 ))
 
-__all__ = ["AerExecutor", "Segment", "check_backend", "circuit_ids", "fake_backend", "fake_backend_class",
+__all__ = ["AerExecutor", "Segment", "ShotSpending", "check_backend", "circuit_ids", "fake_backend", "fake_backend_class",
            "qwc_groups", "readout_confusions", "shifted_rows"]

@@ -74,6 +74,7 @@ class Capabilities:
     shots: bool = False  # estimates from backend.shots > 0 samples
     noise: bool = False  # backend.noise (gate and readout noise)
     shift_mask: bool = False  # `shifting(mask)` restricts which angles parameter shift evaluates
+    shift_shots: bool = False  # `spending(shots)` sets the shots of each angle's shifted circuits
     trace: bool = False  # `trace(inputs, weights)` returns the gate list with its angles
     bounds_memory: bool = False  # executes large batches in blocks itself (callers need not split rows)
     mitigation: bool = False  # backend.mitigation: readout correction and ZNE (qepi.backends.mitigation)
@@ -82,7 +83,7 @@ class Capabilities:
 @runtime_checkable
 class Executor(Protocol):
     """What :func:`qepi.backends.make_executor` returns. Optional methods are declared in
-    ``capabilities`` (``shifting`` and ``trace``); ``reseed``, ``state_dict`` and
+    ``capabilities`` (``shifting``, ``spending`` and ``trace``); ``reseed``, ``state_dict`` and
     ``load_state_dict`` default to no-ops in :class:`ExecutorBase`."""
 
     capabilities: Capabilities
@@ -116,6 +117,13 @@ class ExecutorBase:
     def shifting(self, mask) -> Iterator[None]:
         """Within the block, restrict parameter shift to ``mask`` (capability ``shift_mask``)."""
         raise UserError(f"{type(self).__name__} cannot restrict parameter shift to a mask")
+        yield  # pragma: no cover
+
+    @contextlib.contextmanager
+    def spending(self, shots) -> Iterator[Any]:
+        """Within the block, give each angle's shifted circuits their own shot count
+        (capability ``shift_shots``)."""
+        raise UserError(f"{type(self).__name__} cannot set shots per shifted angle")
         yield  # pragma: no cover
 
     def trace(self, inputs: torch.Tensor, weights: dict[str, torch.Tensor]):

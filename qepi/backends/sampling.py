@@ -65,26 +65,30 @@ class ShotSampler:
         return call
 
     def frequencies(self, probs: np.ndarray, call: int, circuit_ids: np.ndarray | None = None,
-                    stream: int = 0) -> np.ndarray:
+                    stream: int = 0, shots: np.ndarray | None = None) -> np.ndarray:
         """Sampled outcome frequencies (C, K) of ``shots`` measurements of each circuit.
 
         ``probs`` (C, K) are exact outcome probabilities (small negative rounding is clipped,
-        rows are renormalised); ``circuit_ids`` (C,) default to ``0..C-1``. Successive
-        batches of one call and stream continue the same stream.
+        rows are renormalised); ``circuit_ids`` (C,) default to ``0..C-1``; ``shots`` (C,)
+        gives each circuit its own shot count (default: the sampler's ``shots`` for all).
+        Successive batches of one call and stream continue the same stream.
         """
         probs = np.clip(np.asarray(probs, dtype=np.float64), 0.0, None)
         probs /= probs.sum(axis=1, keepdims=True)
         if circuit_ids is None:
             circuit_ids = np.arange(len(probs))
+        if shots is None:
+            shots = np.full(len(probs), self.shots, dtype=np.int64)
         generator = self._streams.get((call, stream))
         if generator is None:
             bits = np.random.Philox(key=[self.seed & _MASK64, call & _MASK64],
                                     counter=[0, 0, 0, stream & _MASK64])
             generator = self._streams[(call, stream)] = np.random.Generator(bits)
         order = np.argsort(np.asarray(circuit_ids), kind="stable")  # (C,) draw in id order
+        shots = np.asarray(shots, dtype=np.int64)
         counts = np.empty(probs.shape, dtype=np.int64)  # (C, K)
-        counts[order] = generator.multinomial(self.shots, probs[order])
-        return counts / self.shots
+        counts[order] = generator.multinomial(shots[order], probs[order])
+        return counts / shots[:, None].astype(np.float64)
 
     def state_dict(self) -> dict[str, Any]:
         """``{"seed", "calls"}``: all a resumed run needs to continue the same draws."""

@@ -1,4 +1,4 @@
-"""Handlers of ``qepi bench exact``, ``qepi bench aer`` and ``qepi bench noisy``.
+"""Handlers of ``qepi bench exact``, ``qepi bench aer``, ``qepi bench noisy`` and ``qepi bench shots``.
 
 The benchmarks' own entry points (:func:`qepi.bench.exact.main`, :func:`qepi.bench.aer.main`)
 read their options as attributes of one object; the handlers hand them exactly the options
@@ -39,3 +39,13 @@ def noisy(*, qubits: list[int], layers: int, tokens: int, shots: int, repeats: i
     return noisy_bench.main(SimpleNamespace(
         qubits=qubits, layers=layers, tokens=tokens, shots=shots, repeats=repeats,
         threads=threads, json=as_json))
+
+
+def shots(*, config: str, overrides: list[str], shots: int, epochs: int, train: int, seed: int,
+          optimizers: list[str], threads: int, as_json: bool) -> int:
+    """``qepi bench shots``: training shots Adam, SPSA and Rosalin spend to reach a dev accuracy."""
+    from qepi.bench import shots as shots_bench
+
+    return shots_bench.main(SimpleNamespace(
+        config=config, overrides=overrides, shots=shots, epochs=epochs, train=train, seed=seed,
+        optimizers=optimizers, threads=threads, json=as_json))

@@ -92,8 +92,9 @@ def _finish(run_dir: Path, cfg: Config, model, dataset: Dataset,
         "steps": fit["steps"], "epochs": fit["epochs"], "stopped_early": fit["stopped_early"],
         "planned_epochs": fit["planned_epochs"], "best_epoch": fit["best_epoch"],
         "budget": fit["budget"], "selection": fit["selection"], "dev": dataset.dev_source,
-        "circuits": fit["circuits"], "shots": fit["shots"], "wall_time_s": fit["wall_time_s"],
+        "circuits": fit["circuits"], "shots": fit["shots"], "train_shots": fit["train_shots"],
         **{key: fit[key] for key in ("mitigation_circuits", "mitigation_shots") if key in fit},
+        "optimizer": cfg.train.optimizer, "wall_time_s": fit["wall_time_s"],
         "qepi_version": __version__, **extra,
     }
     regulation = regulation_on(model, dataset.test.x, dataset.test.mask)  # expression on test

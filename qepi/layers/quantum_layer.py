@@ -15,13 +15,14 @@ device that is not ``default.qubit``/``lightning.qubit`` (e.g. ``default.mixed``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -231,6 +232,7 @@ class QuantumLayer(nn.Module):
         self._injected = executor
         self._executors: dict[str | None, list[Executor]] = {}  # dtype key -> one per shot entry
         self._outputs: Outputs | None = None
+        self.weight_gradients = True  # False: weights reach the executor detached (see set_weight_gradients)
 
     # ------------------------------------------------------------------ construction
     def _check_signature(self, func: Callable) -> None:
@@ -346,6 +348,50 @@ class QuantumLayer(nn.Module):
                 setattr(total, count.name,
                         getattr(total, count.name) + getattr(executor.stats, count.name))
         return total
+
+    def set_weight_gradients(self, enabled: bool) -> None:
+        """Whether the executor differentiates the circuit weights (default True). An optimiser
+        that estimates their gradient another way (SPSA) turns it off: the weights then reach
+        the executor detached, so parameter shift runs no weight-shifted circuit and backprop
+        computes no weight gradient; inputs are still differentiated.
+
+        >>> import pennylane as qml, torch
+        >>> def circuit(inputs, weights):
+        ...     qml.RY(inputs[..., 0], wires=0)
+        ...     qml.RY(weights[0], wires=0)
+        ...     return qml.expval(qml.PauliZ(0))
+        >>> layer = QuantumLayer(circuit, {"weights": (1,)}, n_qubits=1, backend="aer")
+        >>> layer.set_weight_gradients(False)
+        >>> layer(torch.zeros(2, 1, requires_grad=True)).sum().backward()
+        >>> layer.execution_stats().circuits, layer.weights.grad  # 2 rows x (1 + 2 input shifts)
+        (6, None)
+        """
+        self.weight_gradients = enabled
+
+    @contextlib.contextmanager
+    def spending(self, shots: dict[str, torch.Tensor]) -> Iterator[dict[str, torch.Tensor]]:
+        """Within the block, run the parameter-shift circuits of each weight element with its
+        own shot count (``shots``: {name: int tensor shaped like the weight}); other circuits
+        keep ``backend.shots``. Yields {name: variance shaped like the weight}: the single-shot
+        variance of each element's gradient estimate, summed over the backward passes made
+        in the block (read it after the block). Needs an executor with capability
+        ``shift_shots`` (aer, or exact with ``backend.shots > 0``) and a circuit whose every
+        weight-dependent angle is one weight element."""
+        executors = self._built_executors(self._dtype_key())
+        capabilities = getattr(executors[0], "capabilities", None)
+        if len(executors) > 1 or capabilities is None or not capabilities.shift_shots:
+            raise UserError(f"backend {self.backend.name}: shots per weight element need the "
+                            f"parameter-shift engine with shots (aer, or exact with "
+                            f"backend.shots > 0) and one shot setting")
+        per_copy = {name: torch.as_tensor(value).reshape(self.copies, *self.weight_shapes[name])
+                    for name, value in shots.items()}  # {name: (K, *shape)}
+        variances: dict[str, torch.Tensor] = {}
+        with executors[0].spending(per_copy) as spent:
+            yield variances
+        for name, weight in self.qnode_weights.items():
+            found = spent.weight_variances.get(name)
+            variances[name] = (torch.zeros(weight.shape, dtype=torch.float64) if found is None
+                               else found.reshape(weight.shape))
 
     def reseed(self, seed: int) -> None:
         """Restart the random streams of the layer's executors at ``seed`` (shot sampling)."""
@@ -483,6 +529,8 @@ class QuantumLayer(nn.Module):
         lead = inputs.shape[:-feature_dims]  # any leading batch dims, possibly none
         rows = inputs.reshape(-1, self.copies, inputs.shape[-1])  # (N, K, F)
         weights = self.per_copy_weights()
+        if not self.weight_gradients:
+            weights = {name: w.detach() for name, w in weights.items()}
         if self._outputs is None:
             self._outputs = self._read_outputs(rows, weights)
         executors = self._built_executors(self._dtype_key(inputs.dtype))

@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import math
@@ -53,8 +54,11 @@ from qepi.layers import ForwardRecord
 from qepi.training.checkpoint import model_record, rng_state, save_checkpoint, set_rng_state
 from qepi.training.metrics import MetricsLog, summary_writer_class
 from qepi.training.progress import progress_bar
+from qepi.training.shot_frugal import SPSA, QuantumOptimizer, Rosalin, make_quantum_optimizer
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+# the optimiser of every weight; spsa and rosalin train circuit weights, adam the others
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "spsa": SPSA, "rosalin": Rosalin}
+QUANTUM_OPTIMIZERS = ("spsa", "rosalin")
 SCHEDULES = ("constant", "cosine", "linear")
 
 
@@ -72,15 +76,31 @@ class Callback:
     def on_train_end(self, trainer: Trainer, summary: dict[str, Any]) -> None: ...
 
 
-def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """Adam or AdamW over the trainable parameters, as ``cfg.train`` says."""
+def make_optimizer(model: nn.Module, cfg: Config,
+                   exclude: frozenset[int] = frozenset()) -> torch.optim.Optimizer:
+    """Adam or AdamW over the trainable parameters, as ``cfg.train`` says (Adam for
+    ``spsa`` / ``rosalin``, which train the circuit weights), except those whose ``id`` is in
+    ``exclude``."""
     t = cfg.train
     if t.optimizer not in OPTIMIZERS:
         raise UserError(f"train.optimizer: unknown optimizer {t.optimizer!r} (known: {', '.join(OPTIMIZERS)})")
     if t.lr <= 0:
         raise UserError(f"train.lr: must be > 0, got {t.lr}")
-    params = [p for p in model.parameters() if p.requires_grad]
-    return OPTIMIZERS[t.optimizer](params, lr=t.lr, weight_decay=t.weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad and id(p) not in exclude]
+    kind = OPTIMIZERS["adam"] if t.optimizer in QUANTUM_OPTIMIZERS else OPTIMIZERS[t.optimizer]
+    return kind(params, lr=t.lr, weight_decay=t.weight_decay)
+
+
+def make_optimizers(model: nn.Module, cfg: Config) -> tuple[torch.optim.Optimizer, QuantumOptimizer | None]:
+    """The optimiser of the classical weights (all weights for adam/adamw) and, for
+    ``train.optimizer`` spsa or rosalin, the one of the circuit weights (else None)."""
+    t = cfg.train
+    if t.optimizer not in QUANTUM_OPTIMIZERS:
+        return make_optimizer(model, cfg), None
+    layers = getattr(model, "quantum_layers", list)()
+    quantum = make_quantum_optimizer(t.optimizer, layers, t, seed=cfg.run.seed)
+    owned = frozenset(id(p) for group in quantum.param_groups for p in group["params"])
+    return make_optimizer(model, cfg, exclude=owned), quantum
 
 
 def lr_factor(step: int, total: int, schedule: str, warmup: int) -> float:
@@ -180,7 +200,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.progress = progress
         self.seed = cfg.run.seed
-        self.optimizer = make_optimizer(model, cfg)
+        self.optimizer, self.quantum_optimizer = make_optimizers(model, cfg)
         # a model whose forward takes a ForwardRecord reports its auxiliary losses there
         self.records_losses = "record" in inspect.signature(model.forward).parameters
         self.steps_per_epoch = math.ceil(len(dataset.train) / t.batch_size)
@@ -201,6 +221,7 @@ class Trainer:
         self.bad_epochs = 0
         self.stopped_early = False
         self.counts_offset = {"circuits": 0, "shots": 0}  # executions before a resume
+        self.train_shots = 0  # shots spent by training steps (evaluations excluded), resumes included
         self.elapsed_offset = 0.0  # wall seconds before a resume
         self.metrics_lines: int | None = None  # metrics.jsonl lines at the checkpoint
         self._epoch_loss = self._epoch_correct = self._epoch_seen = 0.0
@@ -246,13 +267,16 @@ class Trainer:
         return {
             **model_record(self.model, self.cfg, self.seed),
             "optimizer": self.optimizer.state_dict(),
+            "quantum_optimizer": (None if self.quantum_optimizer is None
+                                  else self.quantum_optimizer.state_dict()),
             "scheduler": self.scheduler.state_dict(),
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "epoch_sums": [self._epoch_loss, self._epoch_correct, self._epoch_seen],
             "best_dev_acc": self.best_dev_acc, "best_state": self.best_state,
             "best_dev_loss": self.best_dev_loss, "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs, "stopped_early": self.stopped_early,
-            "counts": self.execution_counts(), "elapsed": self.elapsed(),
+            "counts": self.execution_counts(), "train_shots": self.train_shots,
+            "elapsed": self.elapsed(),
             "metrics_lines": None if self.log is None else self.log.lines,
             "rng": rng_state(),
             "executors": [layer.executor.state_dict()  # e.g. how many shot draws were made
@@ -263,6 +287,11 @@ class Trainer:
         """Continue from a checkpoint written by :meth:`save_checkpoint`."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.quantum_optimizer is not None:
+            if state.get("quantum_optimizer") is None:
+                raise UserError(f"the checkpoint has no {self.cfg.train.optimizer} state (it was "
+                                f"trained with another train.optimizer)")
+            self.quantum_optimizer.load_state_dict(state["quantum_optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self._epoch_loss, self._epoch_correct, self._epoch_seen = state["epoch_sums"]
@@ -270,6 +299,7 @@ class Trainer:
         self.best_dev_loss, self.best_epoch = state.get("best_dev_loss"), state.get("best_epoch")
         self.bad_epochs, self.stopped_early = state["bad_epochs"], state["stopped_early"]
         self.counts_offset = dict(state["counts"])
+        self.train_shots = state.get("train_shots", 0)
         self.elapsed_offset = state["elapsed"]
         self.metrics_lines = state["metrics_lines"]
         set_rng_state(state["rng"])
@@ -294,23 +324,47 @@ class Trainer:
             self.log.write(record)
 
     # ------------------------------------------------------------------ training
-    def train_step(self, batch: Split) -> dict[str, Any]:
-        """One optimizer step on ``batch``; returns the step's metrics."""
-        self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
+    def _loss(self, batch: Split) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits (B, n_classes), cross-entropy, cross-entropy + regularisation) on ``batch``."""
         if self.records_losses:  # e.g. the expression penalty of regulated layers
             record = ForwardRecord()
             logits = self.model(batch.x, batch.mask, record=record)  # (B, n_classes)
             loss = F.cross_entropy(logits, batch.y)
-            (loss + record.regularization_loss()).backward()
-        else:
-            logits = self.model(batch.x, batch.mask)  # (B, n_classes)
-            loss = F.cross_entropy(logits, batch.y)
-            loss.backward()
+            return logits, loss, loss + record.regularization_loss()
+        logits = self.model(batch.x, batch.mask)  # (B, n_classes)
+        loss = F.cross_entropy(logits, batch.y)
+        return logits, loss, loss
+
+    def train_step(self, batch: Split) -> dict[str, Any]:
+        """One optimizer step on ``batch``; returns the step's metrics.
+
+        With spsa or rosalin the forward and backward pass run inside the circuit-weight
+        optimiser's ``measuring`` block; it steps first (SPSA evaluates the loss at
+        perturbed circuit weights, with the classical weights of this pass), then Adam.
+        Gradient clipping applies to the gradients Adam uses.
+        """
+        self.model.train()
+        shots_before = self.execution_counts()["shots"]
+        self.optimizer.zero_grad(set_to_none=True)
+        quantum = self.quantum_optimizer
+        if quantum is not None:
+            quantum.zero_grad(set_to_none=True)
+        with quantum.measuring() if quantum is not None else contextlib.nullcontext():
+            logits, loss, objective = self._loss(batch)
+            objective.backward()
         clip = self.cfg.train.grad_clip
-        params = [p for p in self.model.parameters() if p.grad is not None]
+        params = [p for group in self.optimizer.param_groups for p in group["params"]
+                  if p.grad is not None]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
         lr = self.scheduler.get_last_lr()[0]
+        extra: dict[str, Any] = {}
+        if quantum is not None:
+            def closure() -> torch.Tensor:
+                with torch.no_grad():
+                    return self._loss(batch)[2]
+
+            quantum.step(closure)
+            extra = quantum.step_metrics()
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
@@ -318,9 +372,13 @@ class Trainer:
         self._epoch_loss += loss.item() * len(batch)
         self._epoch_correct += correct
         self._epoch_seen += len(batch)
+        counts = self.execution_counts()
+        step_shots = counts["shots"] - shots_before
+        self.train_shots += step_shots
         return {"kind": "train", "step": self.step, "epoch": self.epoch, "loss": loss.item(),
-                "acc": correct / len(batch), "lr": lr, "grad_norm": grad_norm.item(),
-                **self.execution_counts(), "time": round(self.elapsed(), 4)}
+                "acc": correct / len(batch), "lr": lr, "grad_norm": grad_norm.item(), **extra,
+                **counts, "step_shots": step_shots, "train_shots": self.train_shots,
+                "time": round(self.elapsed(), 4)}
 
     def _better(self, acc: float, loss: float) -> bool:
         """Is a dev result better than the best so far: higher accuracy, or equal with lower loss?"""
@@ -388,8 +446,8 @@ class Trainer:
 
         Sets torch's CPU thread count to ``train.threads`` (when > 0) first.
         Returns a summary: steps, epochs, planned_epochs, budget, stopped_early,
-        best_dev_acc, best_epoch, selection, train/dev/test metrics, circuits, shots and
-        wall_time_s. With ``train.restore_best`` the final weights are those of the best dev
+        best_dev_acc, best_epoch, selection, train/dev/test metrics, circuits, shots (all
+        executions), train_shots (training steps only) and wall_time_s. With ``train.restore_best`` the final weights are those of the best dev
         epoch.
         """
         t = self.cfg.train
@@ -441,7 +499,8 @@ class Trainer:
         }
         self._log({"kind": "eval", "split": "test", "step": self.step, "epoch": self.epoch,
                    **summary["test"]})
-        summary.update(self.execution_counts(), wall_time_s=round(self.elapsed(), 3))
+        summary.update(self.execution_counts(), train_shots=self.train_shots,
+                       wall_time_s=round(self.elapsed(), 3))
         self._emit("on_train_end", summary)
         if self.log is not None:
             self.log.close()
