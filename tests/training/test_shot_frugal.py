@@ -182,6 +182,16 @@ def test_rosalin_refused_without_shots(tmp_path, capsys):
     assert code == 2 and "needs backend.shots > 0" in err and len(err.strip().splitlines()) == 1
 
 
+def test_rosalin_refused_with_mitigation(tmp_path, capsys):
+    code = cli_main(["train", TINY, "--set", "train.optimizer=rosalin", "--set",
+                     "backend.name=exact", "--set", "backend.shots=50", "--set",
+                     "backend.noise=depolarizing", "--set", "backend.depolarizing_1q=0.01", "--set",
+                     "backend.mitigation=['zne']",
+                     "--out", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "unmitigated" in err and len(err.strip().splitlines()) == 1
+
+
 def test_resume_continues_spsa_bit_identically(tmp_path):
     from qepi.experiments import runner
     from qepi.config import apply_overrides, load
