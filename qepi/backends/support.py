@@ -116,16 +116,37 @@ def probes() -> dict[str, Probe]:
     }
 
 
-def _reference(p: Probe, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """PennyLane's own default.qubit QNode, outputs flattened to (N, 1, n_outputs)."""
+def per_row_reference(qfunc: Callable, n_wires: int, inputs: torch.Tensor,
+                      weights: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The executor contract computed by PennyLane's own ``default.qubit`` QNode (backprop),
+    one row and one copy at a time: inputs (N, K, F), weights {name: (K, ...)} -> (N, K,
+    n_outputs), differentiable. Row by row, with PennyLane's eigendecomposition cache
+    cleared before each, this is the independent yardstick of every backend test.
+
+    >>> import pennylane as qml
+    >>> def circuit(inputs, weights):
+    ...     qml.RY(inputs[..., 0] + weights[0], wires=0)
+    ...     return qml.expval(qml.PauliZ(0))
+    >>> out = per_row_reference(circuit, 1, torch.zeros(2, 1, 1), {"weights": torch.zeros(1, 1)})
+    >>> out.shape, out.flatten().tolist()
+    (torch.Size([2, 1, 1]), [1.0, 1.0])
+    """
     import pennylane as qml
 
-    qnode = qml.QNode(p.qfunc, qml.device("default.qubit", wires=p.n_qubits),
-                      interface="torch", diff_method="backprop")
-    result = qnode(inputs[:, 0], weights[0])
-    parts = result if isinstance(result, (list, tuple)) else [result]
-    n = inputs.shape[0]
-    return torch.cat([part.reshape(n, -1) for part in parts], dim=-1).unsqueeze(1)
+    from qepi.compat.pennylane import forget_eigendecompositions
+
+    node = qml.QNode(qfunc, qml.device("default.qubit", wires=n_wires), interface="torch",
+                     diff_method="backprop")
+    rows = []
+    for i in range(inputs.shape[0]):
+        copies = []
+        for k in range(inputs.shape[1]):
+            forget_eigendecompositions()
+            out = node(inputs[i, k], **{m: w[k] for m, w in weights.items()})
+            out = out if isinstance(out, (list, tuple)) else [out]
+            copies.append(torch.cat([torch.as_tensor(o).reshape(-1) for o in out]))
+        rows.append(torch.stack(copies))
+    return torch.stack(rows)  # (N, K, n_outputs)
 
 
 def _values_and_grads(name: str | None, p: Probe, inputs: torch.Tensor, weights: torch.Tensor):
@@ -133,7 +154,7 @@ def _values_and_grads(name: str | None, p: Probe, inputs: torch.Tensor, weights:
     x = inputs.clone().requires_grad_()
     w = weights.clone().requires_grad_()
     if name is None:
-        out = _reference(p, x, w)
+        out = per_row_reference(p.qfunc, p.n_qubits, x, {"weights": w})
     else:
         executor = backend_entry(name).build(p.qfunc, p.n_qubits, Backend(name=name), 0)
         out = executor(x, {"weights": w})  # (N, 1, n_outputs)

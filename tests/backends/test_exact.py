@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from qepi.backends import make_executor
-from qepi.compat.pennylane import forget_eigendecompositions
+from qepi.backends.support import per_row_reference
 from qepi.backends.exact import ExactExecutor, estimate_costs
 from qepi.circuits import ANSATZE, ENCODINGS, build_circuit
 from qepi.config import Backend, Circuit, Config, update
@@ -38,22 +38,6 @@ def assert_same(a, b, tol=TOL):
     torch.testing.assert_close(out_a, out_b, rtol=0, atol=tol)
     for ga, gb in zip(grads_a, grads_b):
         torch.testing.assert_close(ga, gb, rtol=0, atol=tol)
-
-
-def per_row_reference(qfunc, n_qubits, inputs, weights):
-    """default.qubit one row and one copy at a time, outputs flattened: (N, K, n_outputs)."""
-    node = qml.QNode(qfunc, qml.device("default.qubit", wires=n_qubits), interface="torch",
-                     diff_method="backprop")
-    rows = []
-    for i in range(inputs.shape[0]):
-        copies = []
-        for k in range(inputs.shape[1]):
-            forget_eigendecompositions()
-            out = node(inputs[i, k], **{m: w[k] for m, w in weights.items()})
-            out = out if isinstance(out, (list, tuple)) else [out]
-            copies.append(torch.cat([o.reshape(-1) for o in out]))
-        rows.append(torch.stack(copies))
-    return torch.stack(rows)
 
 
 def reference_with_grads(qfunc, n_qubits, inputs, weights):

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from qepi.backends import make_executor
-from qepi.compat.pennylane import forget_eigendecompositions
+from qepi.backends.support import per_row_reference
 from qepi.errors import UserError
 
 pytestmark = pytest.mark.fuzz
@@ -313,22 +313,6 @@ def case(program):
 # ----------------------------------------------------------------------------- runs
 
 
-def reference(qfunc, n_wires, inputs, weights):
-    """default.qubit, one row and one copy at a time: (N, K, n_outputs)."""
-    node = qml.QNode(qfunc, qml.device("default.qubit", wires=n_wires), interface="torch",
-                     diff_method="backprop")
-    rows = []
-    for i in range(inputs.shape[0]):
-        copies = []
-        for k in range(inputs.shape[1]):
-            forget_eigendecompositions()
-            out = node(inputs[i, k], **{m: w[k] for m, w in weights.items()})
-            out = out if isinstance(out, (list, tuple)) else [out]
-            copies.append(torch.cat([torch.as_tensor(o).reshape(-1) for o in out]))
-        rows.append(torch.stack(copies))
-    return torch.stack(rows)
-
-
 def with_grads(run, inputs, weights):
     inputs = inputs.detach().clone().requires_grad_(True)
     weights = {m: w.detach().clone().requires_grad_(True) for m, w in weights.items()}
@@ -346,7 +330,7 @@ def check(backend: str, program) -> None:
     qfunc, n_wires = build_qfunc(program), program["wires"]
     inputs, weights = case(program)
     try:
-        want, want_grads = with_grads(lambda x, w: reference(qfunc, n_wires, x, w), inputs,
+        want, want_grads = with_grads(lambda x, w: per_row_reference(qfunc, n_wires, x, w), inputs,
                                       weights)
     except Exception as error:  # noqa: BLE001 - default.qubit cannot run it: nothing to compare
         if not currently_in_test_context():
