@@ -80,6 +80,7 @@ Fraction = Annotated[float, Between(0.0, 1.0)]
 OpenFraction = Annotated[float, Between(0.0, 1.0, open=True)]
 Dtype = Literal["float64", "float32"]
 Strategy = Literal["auto", "fold", "gates"]
+OptimizationLevel = Annotated[int, Between(0, 3)]
 Encoding = Literal["angle", "iqp"]  # the names of qepi.circuits.ENCODINGS
 AnsatzName = Literal["strongly_entangling", "hardware_efficient", "basic_entangler", "sim14"]  # qepi.circuits.ANSATZE
 LayerKind = Literal["quantum", "classical"]
@@ -107,8 +108,8 @@ class _Section:
 class Backend(_Section):
     """Where circuits run and how their expectation values are estimated."""
 
-    name: str = "default.qubit"  # default.qubit | lightning.qubit | exact | aer
-    shots: int = 0  # 0 = exact expectation values; > 0 = sampled estimate (aer, exact)
+    name: str = "default.qubit"  # default.qubit | lightning.qubit | exact | aer | runtime
+    shots: int = 0  # 0 = exact expectation values; > 0 = sampled estimate (aer, exact; runtime needs it)
     noise: str = ""  # "" | "depolarizing" | a fake IBM backend, e.g. "FakeManilaV2" (aer, exact)
     depolarizing_1q: float = 0.0  # depolarizing probability after each 1-qubit gate
     depolarizing_2q: float = 0.0  # depolarizing probability after each 2-qubit gate
@@ -117,6 +118,8 @@ class Backend(_Section):
     threads: int = 0  # simulator threads; 0 = all cores
     chunk_rows: int = 20000  # max circuits per Aer call (bounds memory)
     strategy: Strategy = "auto"  # exact backend: auto | fold (dense weight blocks) | gates (gate by gate)
+    device: str = ""  # runtime: a fake IBM backend ("FakeManilaV2", local testing), "aer_simulator" or a device of the saved account ("ibm_torino")
+    optimization_level: OptimizationLevel = 1  # runtime: preset transpiler level 0-3, once per circuit structure
 
 
 @dataclass(frozen=True)
@@ -373,7 +376,8 @@ def update(cfg: Config, **sections: dict[str, Any]) -> Config:
     return from_dict(data)
 
 
-BUILTIN_BACKENDS = ("default.qubit", "lightning.qubit", "exact", "aer")  # qepi.backends.backend_names()
+BUILTIN_BACKENDS = ("default.qubit", "lightning.qubit", "exact", "aer", "runtime")  # qepi.backends.backend_names()
+NEEDS_SETTINGS = ("runtime",)  # built-in backends that refuse their defaults (a device and shots)
 # backend keys beside `name` and the built-in backends that read them (others ignore them;
 # backend.shots is not listed: the others refuse it)
 BACKEND_READERS = {  # shots and noise are refused, not ignored, where a backend cannot do them
@@ -381,6 +385,8 @@ BACKEND_READERS = {  # shots and noise are refused, not ignored, where a backend
     "threads": ("aer",),
     "chunk_rows": ("aer", "exact"),
     "strategy": ("exact",),
+    "device": ("runtime",),
+    "optimization_level": ("runtime",),
 }
 # data keys beside `task` and the tasks that read them
 TASK_READERS = {
@@ -468,6 +474,7 @@ def inert_keys(cfg: Config) -> dict[str, str]:
 
 __all__ = [
     "BUILTIN_BACKENDS",
+    "NEEDS_SETTINGS",
     "AtLeast",
     "check_run_name",
     "Backend",

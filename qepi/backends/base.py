@@ -130,6 +130,7 @@ class BackendEntry:
     state_bytes: Callable[[int, Backend], int] = lambda n_qubits, backend: 16 * 2**n_qubits
     summary: str = ""  # one line for `qepi` help and the README's backend table
     capabilities: Capabilities = field(default_factory=Capabilities)
+    probed: bool = True  # in the support matrix (False: it only samples, so 1e-8 comparisons cannot apply)
 
 
 _REGISTRY: dict[str, BackendEntry] = {}

@@ -37,7 +37,7 @@ ENV_BACKEND = "QEPI_BACKEND"
 _PENNYLANE_DEVICES = ("default.qubit", "lightning.qubit")
 # diff_method values each backend honours (None and "best" are every backend's own)
 _OWN_DIFF = {"default.qubit": {"backprop"}, "lightning.qubit": {"adjoint"}, "exact": {"backprop"},
-             "aer": {"parameter-shift"}}
+             "aer": {"parameter-shift"}, "runtime": {"parameter-shift"}}
 _SEED_STRIDE = 7919  # seed of shot-vector entry i: seed + i * stride
 
 
