@@ -86,7 +86,7 @@ class Executor(Protocol):
 class ExecutorBase:
     """Defaults for the optional parts of the executor contract.
 
-    ``reseed(seed)`` restarts the executor's random stream (shot sampling) at ``seed``;
+    ``details()`` describes where the circuits ran, as plain data; ``reseed(seed)`` restarts the executor's random stream (shot sampling) at ``seed``;
     ``state_dict()`` / ``load_state_dict()`` carry whatever a resumed run needs to continue
     bit-identically (e.g. how many draws the sampler made), as plain ints and strings.
     """
@@ -103,6 +103,11 @@ class ExecutorBase:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
+
+    def details(self) -> dict[str, Any]:
+        """Plain data on where the circuits ran (e.g. a device's qubit layout), kept in a
+        run's summary.json; empty when there is nothing to say."""
+        return {}
 
     @contextlib.contextmanager
     def shifting(self, mask) -> Iterator[None]:

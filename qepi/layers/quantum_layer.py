@@ -346,6 +346,24 @@ class QuantumLayer(nn.Module):
             total.shots += executor.stats.shots
         return total
 
+    def execution_details(self) -> list[dict]:
+        """What this layer's executors say about where its circuits ran (e.g. the device's
+        qubit layout and transpiled depth on ``runtime``), one dict per executor that says
+        something (executors without ``details()`` say nothing).
+
+        >>> import pennylane as qml, torch
+        >>> layer = QuantumLayer(lambda inputs: qml.expval(qml.PauliZ(0)), {}, n_qubits=1)
+        >>> _ = layer(torch.zeros(1, 1))
+        >>> layer.execution_details()
+        []
+        """
+        found = []
+        for executor in self._all_executors():
+            details = getattr(executor, "details", dict)()
+            if details:
+                found.append(details)
+        return found
+
     def reseed(self, seed: int) -> None:
         """Restart the random streams of the layer's executors at ``seed`` (shot sampling)."""
         self.seed = seed
