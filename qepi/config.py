@@ -115,7 +115,7 @@ class Backend(_Section):
     depolarizing_2q: float = 0.0  # depolarizing probability after each 2-qubit gate
     readout_error: float = 0.0  # probability of flipping each measured bit
     dtype: Dtype = "float64"  # float64 | float32 (exact backend)
-    threads: int = 0  # simulator threads; 0 = all cores
+    threads: int = 0  # simulator threads (aer; runtime in local testing mode); 0 = all cores
     chunk_rows: int = 20000  # max circuits per Aer call (bounds memory)
     strategy: Strategy = "auto"  # exact backend: auto | fold (dense weight blocks) | gates (gate by gate)
     device: str = ""  # runtime: a fake IBM backend ("FakeManilaV2", local testing), "aer_simulator" or a device of the saved account ("ibm_torino")
@@ -382,7 +382,7 @@ NEEDS_SETTINGS = ("runtime",)  # built-in backends that refuse their defaults (a
 # backend.shots is not listed: the others refuse it)
 BACKEND_READERS = {  # shots and noise are refused, not ignored, where a backend cannot do them
     "dtype": ("default.qubit", "lightning.qubit", "exact"),
-    "threads": ("aer",),
+    "threads": ("aer", "runtime"),
     "chunk_rows": ("aer", "exact"),
     "strategy": ("exact",),
     "device": ("runtime",),

@@ -10,7 +10,8 @@ device ``backend.device`` with Qiskit Runtime's ``SamplerV2``:
   Qiskit Runtime's *local testing mode* (the fake device's noise simulated by Aer on this
   machine, no account, no network); ``"aer_simulator"`` is a noiseless local target;
   any other name is a device of the saved IBM Quantum account
-  (``QiskitRuntimeService().backend(name)``, see below).
+  (``QiskitRuntimeService().backend(name)``, see below). ``backend.threads`` sets the local
+  simulator's threads (0 = every core; 1 is fastest for small circuits on a busy machine).
 - Each circuit structure is transpiled ONCE to the target's ISA with
   ``generate_preset_pass_manager(backend.optimization_level, backend=target,
   seed_transpiler=0)``: the traced circuit, angles as Parameters. Each measurement group
@@ -221,7 +222,7 @@ class RuntimeExecutor(AerExecutor):
     """Executor for ``backend.name == "runtime"`` (see the module docs).
 
     ``target``, when given, is the BackendV2 to run on instead of the one ``backend.device``
-    names (e.g. a simulator built in a test); ``jobs`` counts the SamplerV2 jobs submitted
+    names (e.g. a simulator built in a test), used as it is; ``jobs`` counts the SamplerV2 jobs submitted
     and ``transpilations`` the structures transpiled.
     """
 
@@ -242,9 +243,13 @@ class RuntimeExecutor(AerExecutor):
     # -- where it runs --------------------------------------------------------------
     @property
     def target(self):
-        """The BackendV2 the circuits run on (looked up on first use)."""
+        """The BackendV2 the circuits run on (looked up on first use); in local testing mode
+        its simulator runs on ``backend.threads`` threads (0: Aer's default, every core)."""
         if self._target is None:
-            self._target = resolve_device(self.backend.device)
+            target = resolve_device(self.backend.device)
+            if self.backend.threads and hasattr(target.options, "max_parallel_threads"):
+                target.set_options(max_parallel_threads=self.backend.threads)
+            self._target = target
         return self._target
 
     @property

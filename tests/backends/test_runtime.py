@@ -28,7 +28,7 @@ def line_device():
 
 
 def runtime(qfunc, n_qubits, shots, device="FakeManilaV2", level=1, target=None, seed=0):
-    backend = Backend(name="runtime", device=device, shots=shots, optimization_level=level)
+    backend = Backend(name="runtime", device=device, shots=shots, optimization_level=level, threads=1)
     return RuntimeExecutor(qfunc, n_qubits, backend, seed=seed, target=target)
 
 
@@ -188,9 +188,9 @@ def test_keys_other_backends_do_not_read_are_named():
                                         "backend.optimization_level=3"])
     assert set(inert_keys(on_aer)) == {"backend.device", "backend.optimization_level"}
     on_runtime = apply_overrides(Config(), ["backend.name=runtime", "backend.device=FakeTorino",
-                                            "backend.shots=10", "backend.threads=2",
-                                            "backend.chunk_rows=5"])
-    assert set(inert_keys(on_runtime)) == {"backend.threads", "backend.chunk_rows"}
+                                            "backend.shots=10", "backend.chunk_rows=5",
+                                            "backend.dtype=float32", "backend.threads=1"])
+    assert set(inert_keys(on_runtime)) == {"backend.chunk_rows", "backend.dtype"}
     with pytest.raises(UserError, match="optimization_level: must lie in"):
         apply_overrides(Config(), ["backend.optimization_level=4"])
 
