@@ -218,3 +218,49 @@ def test_service_errors_are_one_line(monkeypatch):
     device = runtime(rotations, 2, shots=10, device="ibm_torino")
     with pytest.raises(UserError, match="^backend.device='ibm_torino': no saved IBM Quantum account"):
         device(torch.zeros(1, 1, 1, dtype=torch.float64), {"weights": torch.zeros(1, 2)})
+
+
+def test_evaluation_runs_in_a_batch_and_training_in_a_session(monkeypatch):
+    import qiskit_ibm_runtime
+
+    events = []
+
+    def recording(kind, base):
+        class Mode(base):
+            def __init__(self, *args, **kwargs):
+                events.append(f"open {kind}")
+                super().__init__(*args, **kwargs)
+
+            def close(self):
+                events.append(f"close {kind}")
+                super().close()
+        return Mode
+
+    monkeypatch.setattr(qiskit_ibm_runtime, "Session", recording("session", qiskit_ibm_runtime.Session))
+    monkeypatch.setattr(qiskit_ibm_runtime, "Batch", recording("batch", qiskit_ibm_runtime.Batch))
+    run = runtime(rotations, 2, shots=8)
+    x = torch.rand(2, 1, 1, dtype=torch.float64)
+    w = torch.zeros(1, 2, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        run(x, {"weights": w})
+    assert events == ["open batch"]
+    run(x, {"weights": w}).sum().backward()  # training: the batch closes, a session opens
+    with torch.no_grad():
+        run(x, {"weights": w})  # evaluation between steps stays in the session
+    assert events == ["open batch", "close batch", "open session"]
+    run.close()
+    assert events[-1] == "close session" and run.jobs == 3
+
+
+def test_a_mode_the_service_refuses_falls_back_to_job_mode(monkeypatch):
+    import qiskit_ibm_runtime
+    from qiskit_ibm_runtime.exceptions import IBMRuntimeError
+
+    def refused(*args, **kwargs):
+        raise IBMRuntimeError("You are not authorized to run a session when using the open plan.")
+
+    monkeypatch.setattr(qiskit_ibm_runtime, "Session", refused)
+    run = runtime(rotations, 2, shots=8)
+    w = torch.zeros(1, 2, dtype=torch.float64, requires_grad=True)
+    run(torch.rand(2, 1, 1, dtype=torch.float64), {"weights": w}).sum().backward()
+    assert run.jobs == 1 and w.grad is not None
