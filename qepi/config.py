@@ -80,6 +80,7 @@ Fraction = Annotated[float, Between(0.0, 1.0)]
 OpenFraction = Annotated[float, Between(0.0, 1.0, open=True)]
 Dtype = Literal["float64", "float32"]
 Strategy = Literal["auto", "fold", "gates"]
+OptimizationLevel = Annotated[int, Between(0, 3)]
 Encoding = Literal["angle", "iqp"]  # the names of qepi.circuits.ENCODINGS
 AnsatzName = Literal["strongly_entangling", "hardware_efficient", "basic_entangler", "sim14"]  # qepi.circuits.ANSATZE
 LayerKind = Literal["quantum", "classical"]
@@ -109,20 +110,22 @@ class _Section:
 class Backend(_Section):
     """Where circuits run and how their expectation values are estimated."""
 
-    name: str = "default.qubit"  # default.qubit | lightning.qubit | exact | aer
-    shots: int = 0  # 0 = exact expectation values; > 0 = sampled estimate (aer, exact)
+    name: str = "default.qubit"  # default.qubit | lightning.qubit | exact | aer | runtime
+    shots: int = 0  # 0 = exact expectation values; > 0 = sampled estimate (aer, exact; runtime needs it)
     noise: str = ""  # "" | "depolarizing" | a fake IBM backend, e.g. "FakeManilaV2" (aer, exact)
     depolarizing_1q: float = 0.0  # depolarizing probability after each 1-qubit gate
     depolarizing_2q: float = 0.0  # depolarizing probability after each 2-qubit gate
     readout_error: float = 0.0  # probability of flipping each measured bit
     dtype: Dtype = "float64"  # float64 | float32 (exact backend)
-    threads: int = 0  # simulator threads; 0 = all cores
+    threads: int = 0  # simulator threads (aer; runtime in local testing mode); 0 = all cores
     chunk_rows: int = 20000  # max circuits per Aer call (bounds memory)
     strategy: Strategy = "auto"  # exact backend: auto | fold (dense weight blocks) | gates (gate by gate)
     mitigation: list[MitigationKind] = field(default_factory=list)  # aer / exact with shots and noise: "readout" (M3 on sampled counts), "zne" (gate folding + extrapolation)
     zne_scale_factors: list[float] = field(default_factory=lambda: [1.0, 3.0, 5.0])  # zne: noise scale factors (>= 1) the circuits are folded to
     zne_extrapolation: Extrapolation = "richardson"  # zne: richardson | linear (mitiq's factories)
     readout_cal_shots: PositiveInt = 10000  # readout: shots of each of the two calibration circuits (all |0>, all |1>)
+    device: str = ""  # runtime: a fake IBM backend ("FakeManilaV2", local testing), "aer_simulator" or a device of the saved account ("ibm_torino")
+    optimization_level: OptimizationLevel = 1  # runtime: preset transpiler level 0-3, once per circuit structure
 
 
 @dataclass(frozen=True)
@@ -390,14 +393,17 @@ def update(cfg: Config, **sections: dict[str, Any]) -> Config:
     return from_dict(data)
 
 
-BUILTIN_BACKENDS = ("default.qubit", "lightning.qubit", "exact", "aer")  # qepi.backends.backend_names()
+BUILTIN_BACKENDS = ("default.qubit", "lightning.qubit", "exact", "aer", "runtime")  # qepi.backends.backend_names()
+NEEDS_SETTINGS = ("runtime",)  # built-in backends that refuse their defaults (a device and shots)
 # backend keys beside `name` and the built-in backends that read them (others ignore them;
 # backend.shots and the mitigation keys are not listed: the others refuse them)
 BACKEND_READERS = {  # shots, noise and mitigation are refused, not ignored, where a backend cannot do them
     "dtype": ("default.qubit", "lightning.qubit", "exact"),
-    "threads": ("aer",),
+    "threads": ("aer", "runtime"),
     "chunk_rows": ("aer", "exact"),
     "strategy": ("exact",),
+    "device": ("runtime",),
+    "optimization_level": ("runtime",),
 }
 # data keys beside `task` and the tasks that read them
 TASK_READERS = {
@@ -490,6 +496,7 @@ def inert_keys(cfg: Config) -> dict[str, str]:
 
 __all__ = [
     "BUILTIN_BACKENDS",
+    "NEEDS_SETTINGS",
     "AtLeast",
     "check_run_name",
     "Backend",

@@ -33,6 +33,8 @@ def _leaf(annotation):
         base, bound = typing.get_args(annotation)
         if isinstance(bound, AtLeast):
             return st.integers(int(bound.low), 2**62) if base is int else st.floats(min_value=bound.low)
+        if base is int:
+            return st.integers(int(bound.low) + bound.open, int(bound.high) - bound.open)
         return st.floats(bound.low, bound.high, exclude_min=bound.open, exclude_max=bound.open)
     return _LEAVES[annotation]
 

@@ -10,8 +10,9 @@ callable that evaluates ``K`` copies of the circuit (same structure, separate we
         returns: (N, K, n_outputs) tensor, differentiable in inputs and weights
 
 Backends: ``default.qubit`` (torch backprop with parameter broadcasting),
-``lightning.qubit`` (adjoint differentiation), ``exact`` (qepi's compiled torch simulator)
-and ``aer`` (qepi's parameter-shift engine on Qiskit Aer). Each lives in its own module and
+``lightning.qubit`` (adjoint differentiation), ``exact`` (qepi's compiled torch simulator),
+``aer`` (qepi's parameter-shift engine on Qiskit Aer) and ``runtime`` (the same engine on
+IBM devices through Qiskit Runtime, fake devices in local testing mode). Each lives in its own module and
 registers a :class:`~qepi.backends.base.BackendEntry`; the contract is in
 :mod:`qepi.backends.base`. Nothing is created at import time; heavy simulators are imported
 when first asked for.
@@ -40,6 +41,7 @@ from qepi.errors import UserError
 from qepi.backends import pennylane  # noqa: E402,F401  isort: skip
 from qepi.backends import exact  # noqa: E402,F401  isort: skip
 from qepi.backends import aer  # noqa: E402,F401  isort: skip
+from qepi.backends import runtime  # noqa: E402,F401  isort: skip
 
 def state_bytes(n_qubits: int, backend: Backend) -> int:
     """Bytes of the simulator state one circuit row needs on ``backend`` (a statevector of

@@ -235,6 +235,23 @@ def circuit_ids(row_ids: np.ndarray, rows: np.ndarray, cols: np.ndarray,
     return np.concatenate([base, shifted + 1, shifted + 2]).astype(np.int64)
 
 
+def shift_estimates(outputs: np.ndarray, n_rows: int, rows: np.ndarray, cols: np.ndarray,
+                    n_angles: int) -> tuple[np.ndarray, np.ndarray]:
+    """Quantities (B, L) and their parameter-shift Jacobian (B, L, P) from the outputs
+    (B + 2M, L) of the circuits :func:`shifted_rows` lists for B rows (M shifted angles at
+    ``rows``, ``cols``); angles not shifted get zero columns.
+
+    >>> values, jacobian = shift_estimates(np.array([[0.5], [0.9], [0.1]]), 1, np.array([0]),
+    ...                                    np.array([1]), n_angles=2)
+    >>> values.tolist(), jacobian.tolist()
+    ([[0.5]], [[[0.0, 0.4]]])
+    """
+    m = len(rows)
+    jacobian = np.zeros((n_rows, outputs.shape[1], n_angles))  # (B, L, P)
+    jacobian[rows, :, cols] = (outputs[n_rows:n_rows + m] - outputs[n_rows + m:]) / 2
+    return outputs[:n_rows], jacobian
+
+
 @dataclass
 class Segment:
     """Rows of a call that share one circuit structure (:meth:`AerExecutor.segments`): one
@@ -265,8 +282,8 @@ def _per_row(coefficient, n_rows: int) -> torch.Tensor:
 
 
 @dataclass
-class _Group:
-    """One measurement basis: its template and how its outcome probabilities give quantities."""
+class MeasurementGroup:
+    """One measurement basis: how its outcome probabilities give quantities."""
 
     columns: np.ndarray  # (n_cols,) indices into the plan's quantities
     matrix: np.ndarray  # (2**m, n_cols): outcome probabilities -> those quantities
@@ -275,17 +292,20 @@ class _Group:
     scale: int  # index of the template's noise scale factor (Mitigation.scale_factors)
 
 
-class _Plan:
+class Plan:
     """The templates of one circuit structure and how outputs follow from their quantities.
 
     Quantities (L columns): the value of every Pauli word in ``words``, then for every wire
-    set in ``probs`` its ``2**len(wires)`` outcome probabilities. Each measurement group has
-    one template per scale factor of ``mitigation`` (folded before transpiling to a device).
+    set in ``probs`` its ``2**len(wires)`` outcome probabilities. The words and wire sets
+    are measured in qubit-wise commuting groups; ``templates(body, bases)`` makes one circuit
+    per group basis (e.g. :meth:`AerExecutor.build_templates`), for the body folded to each
+    scale factor of ``mitigation`` (:mod:`qepi.backends.mitigation`), kept in ``templates``;
+    ``runner(templates, params)`` is what evaluates them.
     """
 
-    def __init__(self, traced: Traced, device, readout: Callable[[int], np.ndarray],
-                 runner: Callable[[list, list], Any], mitigation: Mitigation):
-        import qiskit_aer  # noqa: F401  (adds QuantumCircuit.save_probabilities)
+    def __init__(self, traced: Traced, templates: Callable[[Any, list[list[str]]], list],
+                 readout: Callable[[int], np.ndarray], runner: Callable[[list, list], Any],
+                 mitigation: Mitigation):
         from qiskit.circuit import Parameter
 
         n = traced.n_qubits
@@ -316,38 +336,37 @@ class _Plan:
         for wires in self.probs:
             bases.append("".join("Z" if q in wires else "I" for q in range(n)))
         params = [Parameter(f"t{j}") for j in range(len(traced.angles))]
-        circuits, self.groups = [], []
-        for members in qwc_groups(bases):
+        groups = qwc_groups(bases)
+        group_bases = []  # per group, one letter of IXYZ per wire
+        for members in groups:
             basis = ["I"] * n
             for i in members:
                 for q, a in enumerate(bases[i]):
                     basis[q] = a if a != "I" else basis[q]
-            measured = [q for q in range(n) if basis[q] != "I"]
-            unitary = gates_to_circuit(traced, params)
-            for q in measured:
-                if basis[q] == "X":
-                    unitary.h(q)
-                elif basis[q] == "Y":
-                    unitary.sdg(q)
-                    unitary.h(q)
-            columns, blocks = [], []
-            for i in members:
-                if i < len(self.words):
-                    columns.append(i)
-                    blocks.append(self._signs(self.words[i], measured)[:, None])
-                else:
-                    wires = self.probs[i - len(self.words)]
-                    columns.extend(range(self.probs_start[wires],
-                                         self.probs_start[wires] + 2 ** len(wires)))
-                    blocks.append(self._marginal(wires, measured))
-            for scale_index, scale in enumerate(mitigation.scale_factors):
-                qc, physical = mitigation.fold(unitary, scale), measured
-                if device is not None:
-                    qc, physical = self._to_device(qc, measured, device)
-                qc.save_probabilities(physical, label="p")
+            group_bases.append(basis)
+        # templates(body, bases) -> per basis (circuit measuring it, physical measured qubits)
+        body = gates_to_circuit(traced, params)
+        compiled = [templates(mitigation.fold(body, scale), group_bases) if groups else []
+                    for scale in mitigation.scale_factors]
+        circuits, self.groups = [], []
+        for scale_index, per_basis in enumerate(compiled):
+            for members, basis, (qc, physical) in zip(groups, group_bases, per_basis):
+                measured = [q for q in range(n) if basis[q] != "I"]
+                columns, blocks = [], []
+                for i in members:
+                    if i < len(self.words):
+                        columns.append(i)
+                        blocks.append(self._signs(self.words[i], measured)[:, None])
+                    else:
+                        wires = self.probs[i - len(self.words)]
+                        columns.extend(range(self.probs_start[wires],
+                                             self.probs_start[wires] + 2 ** len(wires)))
+                        blocks.append(self._marginal(wires, measured))
                 circuits.append(qc)
-                self.groups.append(_Group(np.array(columns), np.concatenate(blocks, axis=1),
-                                          [readout(q) for q in physical], physical, scale_index))
+                self.groups.append(MeasurementGroup(
+                    np.array(columns), np.concatenate(blocks, axis=1),
+                    [readout(q) for q in physical], physical, scale_index))
+        self.templates = circuits  # one per group basis and scale factor
         self.runner = runner(circuits, params) if circuits else None
 
     @staticmethod
@@ -408,22 +427,23 @@ class _Plan:
             columns.append((square - mean**2)[:, None])
         return torch.cat(columns, dim=1)
 
-    @staticmethod
-    def _to_device(qc, measured, device):
-        from qiskit import transpile
-        from qiskit.exceptions import QiskitError
+def _to_device(qc, measured: list[int], device):
+    """``qc`` transpiled to ``device`` at optimisation level 0 (every angle stays an affine
+    function of one θ), and the physical qubits of the ``measured`` wires."""
+    from qiskit import transpile
+    from qiskit.exceptions import QiskitError
 
-        if qc.num_qubits > device.num_qubits:
-            raise UserError(f"backend.noise={type(device).__name__}: the device has {device.num_qubits} "
-                            f"qubits, the circuit {qc.num_qubits}")
-        try:
-            tqc = transpile(qc, backend=device, optimization_level=0, seed_transpiler=0)
-        except QiskitError as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise UserError(f"backend.noise={type(device).__name__}: the circuit does not transpile to "
-                            f"the device ({first})") from None
-        layout = tqc.layout.final_index_layout()  # virtual qubit -> physical qubit
-        return tqc, [layout[q] for q in measured]
+    if qc.num_qubits > device.num_qubits:
+        raise UserError(f"backend.noise={type(device).__name__}: the device has {device.num_qubits} "
+                        f"qubits, the circuit {qc.num_qubits}")
+    try:
+        tqc = transpile(qc, backend=device, optimization_level=0, seed_transpiler=0)
+    except QiskitError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"backend.noise={type(device).__name__}: the circuit does not transpile to "
+                        f"the device ({first})") from None
+    layout = tqc.layout.final_index_layout()  # virtual qubit -> physical qubit
+    return tqc, [layout[q] for q in measured]
 
 
 class _ParameterShift(torch.autograd.Function):
@@ -470,7 +490,7 @@ class _ShiftVariance:
     Var = (Var₊ + Var₋)/4, each the sample variance (with Bessel's correction) over one
     circuit's outcomes of the outcome value v(o) = Σ_l g_l · (quantity l of outcome o)."""
 
-    def __init__(self, plan: _Plan, out: torch.Tensor, rows: np.ndarray,
+    def __init__(self, plan: Plan, out: torch.Tensor, rows: np.ndarray,
                  weight_out: dict[str, torch.Tensor] | None = None, sources: list | None = None,
                  copies: int = 1):
         self.plan, self.out, self.rows = plan, out, rows  # out (N*K, P); rows (G,) into out
@@ -532,7 +552,7 @@ class AerExecutor(ExecutorBase):
         self.spent: ShotSpending | None = None  # shots per shifted angle (see spending)
         self.sampler = ShotSampler(backend.shots, seed) if backend.shots else None
         self.mitigation = Mitigation.from_backend(backend)
-        self._plans: dict[tuple, _Plan] = {}
+        self._plans: dict[tuple, Plan] = {}
         self._ready = False  # Aer settings are made on first use, and again after a fork
         self._pid = os.getpid()
         self._device = None  # the fake IBM backend named by backend.noise
@@ -780,27 +800,35 @@ class AerExecutor(ExecutorBase):
                 for name, w in weights.items():
                     self.spent.weight_variances.setdefault(
                         name, torch.zeros(w.shape, dtype=torch.float64))
-        outputs = []
+        plans, thetas, shifts, shift_shots, recorders = [], [], [], [], []
         for part in segments:
             plan = self._plan(part.traced)
-            theta = part.theta.cpu()  # (G, P)
             subset = None if len(part.rows) == n * k else part.rows
             shift = self._shift(part.needs_grad, n, k, subset).numpy()  # (G, P)
-            shift_shots, sources = None, None
+            part_shots, sources = None, None
             if self.spent is not None and shift.any():  # (grad enabled)
                 if per_weight:
                     sources = self.angle_sources(part, weights, k)
-                shift_shots = self._shift_shots(torch.from_numpy(shift), n, k, subset,
-                                                sources)  # (G, P)
-                shift &= shift_shots > 0
+                part_shots = self._shift_shots(torch.from_numpy(shift), n, k, subset,
+                                               sources)  # (G, P)
+                shift &= part_shots > 0
             recorder = None
             if variance is not None:
                 recorder = _ShiftVariance(
                     plan, variance, part.rows, sources and {
                         name: v.view(k, -1) for name, v in self.spent.weight_variances.items()},
                     sources, k)
-            values, jacobian = self._evaluate(plan, theta.detach().numpy(), shift, call,
-                                              part.rows, id_angles, shift_shots, recorder)
+            plans.append(plan)
+            thetas.append(part.theta.cpu())  # (G, P)
+            shifts.append(shift)
+            shift_shots.append(part_shots)
+            recorders.append(recorder)
+        estimates = self.evaluate_segments(plans, [t.detach().numpy() for t in thetas], shifts,
+                                           [part.rows for part in segments], call, id_angles,
+                                           shift_shots, recorders)
+        outputs = []
+        for part, plan, theta, recorder, (values, jacobian) in zip(segments, plans, thetas,
+                                                                   recorders, estimates):
             quantities = _ParameterShift.apply(theta, torch.from_numpy(values),
                                                torch.from_numpy(jacobian), recorder)  # (G, L)
             outputs.append(plan.outputs(quantities, part.coefficients))  # (G, n_outputs)
@@ -813,7 +841,7 @@ class AerExecutor(ExecutorBase):
             out = out[torch.from_numpy(np.argsort(order))]  # rows in (N, K) order
         return out.reshape(n, k, -1).to(device=inputs.device, dtype=inputs.dtype)  # (N, K, O)
 
-    def _plan(self, traced: Traced) -> _Plan:
+    def _plan(self, traced: Traced) -> Plan:
         if self._pid != os.getpid():  # a forked child rebuilds every Aer object
             self._plans, self._ready, self._pid = {}, False, os.getpid()
         plan = self._plans.get(traced.structure)
@@ -821,9 +849,34 @@ class AerExecutor(ExecutorBase):
             self._setup()
             if len(self._plans) >= _MAX_PLANS:  # structures that vary with the data
                 self._plans.pop(next(iter(self._plans)))
-            plan = self._plans[traced.structure] = _Plan(
-                traced, self._device, self._readout, self._runner, self.mitigation)
+            plan = self._plans[traced.structure] = Plan(
+                traced, self.build_templates, self._readout, self._runner, self.mitigation)
         return plan
+
+    def build_templates(self, body, bases: list[list[str]]) -> list[tuple[Any, list[int]]]:
+        """One Aer template per measurement basis: ``body`` (the traced circuit, angles as
+        Parameters), the basis change of ``bases[g]`` (one letter of ``IXYZ`` per wire), on the
+        device of ``backend.noise`` if any, saving the probabilities of the measured qubits.
+        Returns, per basis, the template and its measured physical qubits (bit 0 first).
+        A subclass running elsewhere overrides it (see :mod:`qepi.backends.runtime`)."""
+        import qiskit_aer  # noqa: F401  (adds QuantumCircuit.save_probabilities)
+
+        out = []
+        for basis in bases:
+            qc = body.copy()
+            measured = [q for q, letter in enumerate(basis) if letter != "I"]
+            for q in measured:
+                if basis[q] == "X":
+                    qc.h(q)
+                elif basis[q] == "Y":
+                    qc.sdg(q)
+                    qc.h(q)
+            physical = measured
+            if self._device is not None:
+                qc, physical = _to_device(qc, measured, self._device)
+            qc.save_probabilities(physical, label="p")
+            out.append((qc, physical))
+        return out
 
     def _runner(self, circuits: list, params: list):
         from qepi.compat.aer import TemplateRunner
@@ -865,7 +918,7 @@ class AerExecutor(ExecutorBase):
             return np.array([[1 - r, r], [r, 1 - r]])
         return self._readout_errors.get(qubit, self._readout_errors.get(None, np.eye(2)))
 
-    def _run(self, plan: _Plan, values: np.ndarray, call: int, ids: np.ndarray,
+    def _run(self, plan: Plan, values: np.ndarray, call: int, ids: np.ndarray,
              shots: np.ndarray | None = None, frequencies: list | None = None) -> np.ndarray:
         """Quantities (C, L) of the circuits with angle rows ``values`` (C, P), ids (C,) and
         shots (C,) (default ``backend.shots``): each template's sampled frequencies,
@@ -920,7 +973,7 @@ class AerExecutor(ExecutorBase):
         self.stats.add(2, shots, mitigation=True)
         return read
 
-    def _measure(self, probs: np.ndarray, group: _Group, call: int, ids: np.ndarray,
+    def _measure(self, probs: np.ndarray, group: MeasurementGroup, call: int, ids: np.ndarray,
                  g: int, shots: np.ndarray | None = None) -> np.ndarray:
         """Apply readout confusion and, with shots, replace probabilities by sampled frequencies."""
         m = len(group.readout)
@@ -933,7 +986,21 @@ class AerExecutor(ExecutorBase):
             return probs
         return self.sampler.frequencies(probs, call, ids, stream=g, shots=shots)
 
-    def _evaluate(self, plan: _Plan, theta: np.ndarray, shift: np.ndarray, call: int,
+    def evaluate_segments(self, plans: list[Plan], thetas: list[np.ndarray],
+                          shifts: list[np.ndarray], row_ids: list[np.ndarray], call: int,
+                          id_angles: int, shift_shots: list | None = None,
+                          recorders: list | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per segment of a call, quantities (G, L) and their Jacobian (G, L, P) from its plan,
+        angle rows ``thetas`` (G, P), angles to shift ``shifts`` (G, P), row numbers
+        ``row_ids`` (G,), and optionally shots of the shifted circuits (G, P) and a variance
+        recorder (see :meth:`_evaluate`). Segment by segment here; a subclass that runs every
+        circuit of a call at once overrides it (see :mod:`qepi.backends.runtime`)."""
+        none = [None] * len(plans)
+        return [self._evaluate(plan, theta, shift, call, rows, id_angles, part_shots, recorder)
+                for plan, theta, shift, rows, part_shots, recorder
+                in zip(plans, thetas, shifts, row_ids, shift_shots or none, recorders or none)]
+
+    def _evaluate(self, plan: Plan, theta: np.ndarray, shift: np.ndarray, call: int,
                   row_ids: np.ndarray, id_angles: int, shift_shots: np.ndarray | None = None,
                   recorder: _ShiftVariance | None = None):
         """Quantities (R, L) and their Jacobian (R, L, P) from the unshifted and ±π/2 rows;
@@ -963,8 +1030,7 @@ class AerExecutor(ExecutorBase):
             frequencies = [] if recorder is not None else None
             outputs = self._run(plan, every, call, ids, shots if self.sampler else None,
                                 frequencies)  # (B + 2M, L)
-            values[start:stop] = outputs[:b]
-            jacobian[start + rows, :, cols] = (outputs[b:b + m] - outputs[b + m:]) / 2
+            values[start:stop], jacobian[start:stop] = shift_estimates(outputs, b, rows, cols, p)
             if recorder is not None:
                 recorder.add(start + rows, cols, shots[b:b + m],
                              [(f[b:b + m], f[b + m:]) for f in frequencies])
@@ -985,5 +1051,6 @@ register_backend(BackendEntry(
     capabilities=AerExecutor.capabilities,
 ))
 
-__all__ = ["AerExecutor", "Segment", "ShotSpending", "check_backend", "circuit_ids", "fake_backend", "fake_backend_class",
-           "qwc_groups", "readout_confusions", "shifted_rows"]
+__all__ = ["AerExecutor", "MeasurementGroup", "Plan", "Segment", "ShotSpending", "check_backend",
+           "circuit_ids", "fake_backend", "fake_backend_class", "qwc_groups", "readout_confusions",
+           "shift_estimates", "shifted_rows"]

@@ -95,7 +95,7 @@ class Executor(Protocol):
 class ExecutorBase:
     """Defaults for the optional parts of the executor contract.
 
-    ``reseed(seed)`` restarts the executor's random stream (shot sampling) at ``seed``;
+    ``details()`` describes where the circuits ran, as plain data; ``reseed(seed)`` restarts the executor's random stream (shot sampling) at ``seed``;
     ``state_dict()`` / ``load_state_dict()`` carry whatever a resumed run needs to continue
     bit-identically (e.g. how many draws the sampler made), as plain ints and strings.
     """
@@ -112,6 +112,11 @@ class ExecutorBase:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
+
+    def details(self) -> dict[str, Any]:
+        """Plain data on where the circuits ran (e.g. a device's qubit layout), kept in a
+        run's summary.json; empty when there is nothing to say."""
+        return {}
 
     @contextlib.contextmanager
     def shifting(self, mask) -> Iterator[None]:
@@ -146,6 +151,7 @@ class BackendEntry:
     state_bytes: Callable[[int, Backend], int] = lambda n_qubits, backend: 16 * 2**n_qubits
     summary: str = ""  # one line for `qepi` help and the README's backend table
     capabilities: Capabilities = field(default_factory=Capabilities)
+    probed: bool = True  # in the support matrix (False: it only samples, so 1e-8 comparisons cannot apply)
 
 
 _REGISTRY: dict[str, BackendEntry] = {}

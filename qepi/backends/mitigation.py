@@ -83,12 +83,13 @@ def _import(module: str, kind: str):
                         f"{INSTALL}") from None
 
 
-def check_mitigation(backend: Backend) -> None:
+def check_mitigation(backend: Backend, device_noise: bool = False) -> None:
     """Raise a UserError naming the first mitigation setting the engine cannot honour.
 
     The settings of a mitigation not chosen (``zne_*`` without ``"zne"``,
     ``readout_cal_shots`` without ``"readout"``) are refused when changed; mitigation needs
-    sampled estimates (``backend.shots > 0``) and the noise it corrects.
+    sampled estimates (``backend.shots > 0``) and the noise it corrects (``backend.noise``,
+    unless ``device_noise``: a device brings its own).
 
     >>> check_mitigation(Backend(name="aer", shots=100, noise="depolarizing",
     ...                          depolarizing_2q=0.05, mitigation=["zne"]))
@@ -112,7 +113,7 @@ def check_mitigation(backend: Backend) -> None:
         raise UserError(f"backend.mitigation={chosen}: mitigation corrects sampled estimates; "
                         f"set backend.shots > 0")
     depolarizing = backend.noise == "depolarizing"
-    if not backend.noise:
+    if not backend.noise and not device_noise:
         raise UserError(f"backend.mitigation={chosen}: backend.noise is '' (noiseless), there "
                         f"is nothing to mitigate; set backend.noise or drop backend.mitigation")
     if "readout" in chosen and depolarizing and not backend.readout_error:

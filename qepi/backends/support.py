@@ -182,9 +182,16 @@ def probe(name: str, p: Probe) -> str:
     return "yes" if all(results.values()) else "WRONG"
 
 
+def probed_names() -> tuple[str, ...]:
+    """The registered backends the support matrix probes (``BackendEntry.probed``): not
+    ``runtime``, which only samples a device, so its estimates cannot agree to 1e-8."""
+    return tuple(name for name in backend_names() if backend_entry(name).probed)
+
+
 def support_matrix(names: tuple[str, ...] | None = None) -> dict[str, dict[str, str]]:
-    """{probe name: {backend: yes | refused | WRONG}} for every registered backend."""
-    names = names or backend_names()
+    """{probe name: {backend: yes | refused | WRONG}} for every probed backend
+    (:func:`probed_names`)."""
+    names = names or probed_names()
     return {label: {name: probe(name, p) for name in names} for label, p in probes().items()}
 
 
@@ -209,4 +216,4 @@ def support_markdown(matrix: dict[str, dict[str, str]] | None = None) -> str:
     return "\n".join(rows) + "\n"
 
 
-__all__ = ["Probe", "probes", "probe", "support_markdown", "support_matrix"]
+__all__ = ["Probe", "probed_names", "probes", "probe", "support_markdown", "support_matrix"]

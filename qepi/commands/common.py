@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 
-from qepi.config import BUILTIN_BACKENDS, Backend, Config, apply_overrides, check_run_name, inert_keys, load
+from qepi.config import (BUILTIN_BACKENDS, NEEDS_SETTINGS, Backend, Config, apply_overrides,
+                         check_run_name, inert_keys, load)
 from qepi.errors import UserError
 
 
@@ -20,9 +21,11 @@ def check_backend_settings(backend: Backend) -> None:
     same UserError a quantum layer raises when it is built on ``backend``.
 
     A built-in backend with every other setting at its default needs no check (every
-    built-in backend accepts its defaults), so this does not import the registry (torch).
+    built-in backend but those of ``NEEDS_SETTINGS`` accepts its defaults), so this does
+    not import the registry (torch).
     """
-    if backend.name in BUILTIN_BACKENDS and backend == Backend(name=backend.name):
+    if (backend.name in BUILTIN_BACKENDS and backend.name not in NEEDS_SETTINGS
+            and backend == Backend(name=backend.name)):
         return
     from qepi.backends import backend_entry
 

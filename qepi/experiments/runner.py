@@ -27,6 +27,7 @@ from qepi.diagnostics import training_monitors
 from qepi.errors import UserError
 from qepi.experiments.report import render_run_report
 from qepi.experiments.rundir import CHECKPOINT, CONFIG, MODEL, RUN, SUMMARY, fresh_dir
+from qepi.layers import QuantumLayer
 from qepi.layers.epigenetic import regulation_on
 from qepi.models import HybridTransformer, count_parameters
 from qepi.training import (
@@ -97,6 +98,10 @@ def _finish(run_dir: Path, cfg: Config, model, dataset: Dataset,
         "optimizer": cfg.train.optimizer, "wall_time_s": fit["wall_time_s"],
         "qepi_version": __version__, **extra,
     }
+    details = {name: layer.execution_details() for name, layer in model.named_modules()
+               if isinstance(layer, QuantumLayer) and layer.execution_details()}
+    if details:  # e.g. each layer's device layout and transpiled depth on runtime
+        summary["backend_details"] = details
     regulation = regulation_on(model, dataset.test.x, dataset.test.mask)  # expression on test
     if regulation:
         summary["regulation"] = regulation

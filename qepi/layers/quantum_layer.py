@@ -38,7 +38,7 @@ ENV_BACKEND = "QEPI_BACKEND"
 _PENNYLANE_DEVICES = ("default.qubit", "lightning.qubit")
 # diff_method values each backend honours (None and "best" are every backend's own)
 _OWN_DIFF = {"default.qubit": {"backprop"}, "lightning.qubit": {"adjoint"}, "exact": {"backprop"},
-             "aer": {"parameter-shift"}}
+             "aer": {"parameter-shift"}, "runtime": {"parameter-shift"}}
 _SEED_STRIDE = 7919  # seed of shot-vector entry i: seed + i * stride
 
 
@@ -392,6 +392,24 @@ class QuantumLayer(nn.Module):
             found = spent.weight_variances.get(name)
             variances[name] = (torch.zeros(weight.shape, dtype=torch.float64) if found is None
                                else found.reshape(weight.shape))
+
+    def execution_details(self) -> list[dict]:
+        """What this layer's executors say about where its circuits ran (e.g. the device's
+        qubit layout and transpiled depth on ``runtime``), one dict per executor that says
+        something (executors without ``details()`` say nothing).
+
+        >>> import pennylane as qml, torch
+        >>> layer = QuantumLayer(lambda inputs: qml.expval(qml.PauliZ(0)), {}, n_qubits=1)
+        >>> _ = layer(torch.zeros(1, 1))
+        >>> layer.execution_details()
+        []
+        """
+        found = []
+        for executor in self._all_executors():
+            details = getattr(executor, "details", dict)()
+            if details:
+                found.append(details)
+        return found
 
     def reseed(self, seed: int) -> None:
         """Restart the random streams of the layer's executors at ``seed`` (shot sampling)."""
