@@ -538,11 +538,17 @@ class AerExecutor(ExecutorBase):
                                 bounds_memory=True,  # blocks of backend.chunk_rows circuits
                                 mitigation=True)  # backend.mitigation, see qepi.backends.mitigation
 
+    @staticmethod
+    def check_settings(backend: Backend) -> None:
+        """The check of ``backend`` this executor's constructor runs (a subclass for another
+        backend replaces it): :func:`check_backend`."""
+        check_backend(backend)
+
     def __init__(self, qfunc: Callable, n_qubits: int, backend: Backend, seed: int = 0,
                  path: str = "auto", simulator: Callable | None = None):
         from qepi.compat.aer import resolve_path
 
-        check_backend(backend)
+        self.check_settings(backend)
         self.qfunc, self.n_qubits, self.backend, self.seed = qfunc, n_qubits, backend, seed
         self.path = resolve_path(path)  # the Aer call used: "private" or "public"
         # simulator(templates, params, noise_model) -> a runner like TemplateRunner (None: Aer)

@@ -65,8 +65,9 @@ class NoisyExactExecutor(AerExecutor):
     the calling thread's torch thread pool.
     """
 
+    check_settings = staticmethod(check_backend)
+
     def __init__(self, qfunc: Callable, n_qubits: int, backend: Backend, seed: int = 0):
-        check_backend(backend)
         super().__init__(qfunc, n_qubits, backend, seed=seed, simulator=_torch_simulator)
 
 

@@ -237,9 +237,10 @@ class RuntimeExecutor(AerExecutor):
                                 bounds_memory=True,  # one job per call; no states held here
                                 mitigation=True)  # readout and zne on the device's counts
 
+    check_settings = staticmethod(check_backend)
+
     def __init__(self, qfunc: Callable, n_qubits: int, backend: Backend, seed: int = 0,
                  target=None):
-        check_backend(backend)
         super().__init__(qfunc, n_qubits, backend, seed=seed, simulator=SamplerTemplates)
         self._target = target
         self._modes: dict[str, tuple] = {}  # "session" / "batch" -> (close(), SamplerV2)
@@ -407,7 +408,7 @@ class RuntimeExecutor(AerExecutor):
         results = self._submit(circuits, shots, CALIBRATION_CALL, training=False)
         read = np.empty((2, len(qubits), 2))  # (prepared, Q, read value)
         for prepared, result in enumerate(results):
-            bits = result.data.c.to_bool_array(order="little")[0]  # (S, Q), column i = qubits[i]
+            bits = result.data.c.to_bool_array(order="little").reshape(-1, len(qubits))  # (S, Q)
             read[prepared, :, 1] = bits.mean(axis=0)
             read[prepared, :, 0] = 1 - read[prepared, :, 1]
         self.stats.add(2, shots, mitigation=True)
