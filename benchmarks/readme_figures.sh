@@ -34,3 +34,6 @@ $QEPI marks configs/marks.toml --out "$OUT/marks" --overwrite 2>/dev/null
 
 echo "## small sentence sets: a generated 70 + 30 two-topic set on text.toml, then clauses"
 $PY benchmarks/small_text.py --out "$OUT/small-text" 2>/dev/null
+
+echo "## staged run: exact, shots + FakeManilaV2 noise on exact, a check on aer"
+OUT="$OUT/staged" bash benchmarks/staged_run.sh 2>/dev/null
