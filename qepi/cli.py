@@ -163,6 +163,7 @@ def _add_bench_commands(sub) -> None:
     p.add_argument("--shots", type=int, default=1000, help="backend.shots of every circuit (default 1000)")
     p.add_argument("--epochs", type=int, default=6, help="epochs per optimizer (default 6)")
     p.add_argument("--train", type=int, default=256, help="training examples (default 256)")
+    p.add_argument("--batch", type=int, default=8, help="training batch size (default 8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--optimizers", nargs="+", default=["adam", "spsa", "rosalin"],
                    help="optimizers to train with (default adam spsa rosalin)")

@@ -2,7 +2,9 @@
 
 The config (default ``configs/motif.toml``) runs on ``backend.name = "exact"`` with
 ``backend.shots = --shots`` (every circuit, and every parameter-shift circuit of the fixed-shot
-Adam run, gets that many shots), with ``--train`` training examples and ``--epochs`` epochs.
+Adam run, gets that many shots), with ``--train`` training examples in batches of
+``--batch`` (8: many small steps, so that Adam learns within the default 6 epochs) and
+``--epochs`` epochs.
 The same model, data and seed are trained with each of ``--optimizers``:
 
 - ``adam``: Adam on parameter-shift gradients of every weight (the reference);
@@ -103,20 +105,22 @@ def main(args) -> int:
     """Train with each optimiser and print every section."""
     from qepi.bench import describe_load, machine_load, set_threads, warn_if_busy
 
-    if min(args.shots, args.epochs, args.train) < 1:
-        raise UserError("bench shots: --shots, --epochs and --train must be >= 1")
+    if min(args.shots, args.epochs, args.train, args.batch) < 1:
+        raise UserError("bench shots: --shots, --epochs, --train and --batch must be >= 1")
     unknown = sorted(set(args.optimizers) - set(OPTIMIZER_NAMES))
     if unknown:
         raise UserError(f"bench shots: unknown optimizer {unknown[0]!r} (known: "
                         f"{', '.join(OPTIMIZER_NAMES)})")
     cfg = apply_overrides(load(args.config), [
         "backend.name=exact", f"backend.shots={args.shots}", f"train.epochs={args.epochs}",
-        f"data.n_train={args.train}", f"run.seed={args.seed}", "train.patience=0",
+        f"data.n_train={args.train}", f"train.batch_size={args.batch}", f"run.seed={args.seed}",
+        "train.patience=0",
         *args.overrides])
     machine = machine_load(set_threads(args.threads))
     if not args.json:
         print(f"bench shots: {args.config}, exact backend with {args.shots} shots, "
-              f"{args.train} training examples, {args.epochs} epochs, seed {args.seed}; "
+              f"{args.train} training examples, batches of {args.batch}, {args.epochs} epochs, "
+              f"seed {args.seed}; "
               f"{describe_load(machine)}")
     warn_if_busy(machine)
     results = [train_one(cfg, name) for name in args.optimizers]

@@ -11,12 +11,13 @@ from qepi.errors import UserError
 
 
 def _summary_line(s: dict) -> str:
-    mitigation = (f" ({s['mitigation_circuits']} circuits, {s['mitigation_shots']} shots of "
-                  f"them for error mitigation)" if "mitigation_circuits" in s else "")
+    parts = [f"{s.get('train_shots', s['shots'])} in training steps"]
+    if "mitigation_circuits" in s:
+        parts.append(f"{s['mitigation_circuits']} circuits, {s['mitigation_shots']} shots for "
+                     f"error mitigation")
     return (f"{s['name']}: test acc {s['test_acc']:.3f} (chance {s['chance_acc']:.3f}), "
             f"loss {s['test_loss']:.3f} | {s['params']} params | {s['circuits']} circuits, "
-            f"{s['shots']} shots{mitigation} ({s.get('train_shots', s['shots'])} in training "
-            f"steps) | {s['wall_time_s']:.1f} s")
+            f"{s['shots']} shots ({'; '.join(parts)}) | {s['wall_time_s']:.1f} s")
 
 
 def train(*, config: str | None, overrides: list[str], out: str | None, warm_start: str | None,

@@ -1,8 +1,8 @@
 """qepi's ``default.qubit`` and ``lightning.qubit`` executors against plain PennyLane QNodes.
 
-The reference is :func:`test_fuzz.reference`: a ``default.qubit`` QNode with backprop, run
-one row and one copy at a time (no broadcasting, no rewritten measurements), with PennyLane's
-eigendecomposition cache emptied before every run. Each regression test below is a circuit
+The reference is :func:`qepi.backends.support.per_row_reference`: a ``default.qubit`` QNode
+with backprop, run one row and one copy at a time (no broadcasting, no rewritten
+measurements), with PennyLane's eigendecomposition cache emptied before every run. Each regression test below is a circuit
 that once came back wrong or with a raw PennyLane error.
 """
 
@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 
 from qepi.backends import make_executor
 from qepi.backends.pennylane import PennyLaneExecutor
+from qepi.backends.support import per_row_reference
 from qepi.config import Backend
 from qepi.errors import UserError
 
@@ -48,7 +49,7 @@ def batch(n=3, k=2, features=2, seed=0):
 def assert_matches_reference(backend, circuit, n_wires, inputs, weights, tol=TOL):
     """``backend``'s values and gradients (inputs, weights) are default.qubit's, row by row."""
     want, want_grads = fuzz.with_grads(
-        lambda x, w: fuzz.reference(circuit, n_wires, x, w), inputs, weights)
+        lambda x, w: per_row_reference(circuit, n_wires, x, w), inputs, weights)
     got, got_grads = fuzz.with_grads(make_executor(circuit, n_wires, backend), inputs, weights)
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, rtol=0, atol=tol)
@@ -131,7 +132,7 @@ def test_variance_of_a_hermitian_computed_from_tensors(backend):
         qml.expval(qml.Hermitian(two, wires=[1, 0]))))
 
     def from_moments(inputs, weights):
-        out = fuzz.reference(moments, 2, inputs, weights)  # (N, K, 4)
+        out = per_row_reference(moments, 2, inputs, weights)  # (N, K, 4)
         return out[..., ::2] - out[..., 1::2] ** 2
 
     inputs, weights = batch() if backend == "lightning.qubit" else batch(1, 1)
@@ -201,7 +202,7 @@ def test_a_coefficient_close_to_an_earlier_one_gets_its_own_eigenvalues(backend)
     for coefficient in [0.7, 0.70001]:
         weights = {"weights": torch.full((1, 4), coefficient, dtype=torch.float64)}
         want, want_grads = fuzz.with_grads(
-            lambda x, w: fuzz.reference(circuit, 1, x, w), inputs, weights)
+            lambda x, w: per_row_reference(circuit, 1, x, w), inputs, weights)
         got, got_grads = fuzz.with_grads(run, inputs, weights)
         torch.testing.assert_close(got, want, rtol=0, atol=TOL)
         torch.testing.assert_close(got_grads[1], want_grads[1], rtol=0, atol=TOL)
@@ -222,7 +223,7 @@ def test_lightning_values_keep_float64_digits(trainable):
 
     inputs, weights = batch(1, 1)
     got = make_executor(circuit, 1, "lightning.qubit")(inputs, weights)
-    want = fuzz.reference(circuit, 1, inputs, weights)
+    want = per_row_reference(circuit, 1, inputs, weights)
     assert got.dtype == torch.float64
     torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
 
