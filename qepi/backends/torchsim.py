@@ -49,7 +49,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import reduce
 
 import numpy as np
 import torch
@@ -173,6 +172,7 @@ class _Local:
 
     qubit: int
     factors: list[_Matrix]
+    slot: int = 0  # its row in the program's table of one-qubit factors
 
 
 @dataclass
@@ -189,10 +189,17 @@ class _Gather:
 
     source: torch.Tensor  # (D,) long
     factor: torch.Tensor  # (D,)
+    axes: tuple[int, ...]  # the qubits it acts on
 
     def then(self, other: "_Gather") -> "_Gather":
         """This map followed by ``other``."""
-        return _Gather(self.source[other.source], other.factor * self.factor[other.source])
+        return _Gather(self.source[other.source], other.factor * self.factor[other.source],
+                       tuple(sorted(set(self.axes) | set(other.axes))))
+
+
+def _qubits(step) -> tuple[int, ...]:
+    """The qubits a step acts on."""
+    return (step.qubit,) if isinstance(step, _Local) else step.axes
 
 
 class _Program:
@@ -210,9 +217,6 @@ class _Program:
         self.dtype = torch.float64 if self.density else torch.complex128
         self.measured: list[int] = []
         self.steps: list = []
-        if self.density:  # (D,) bool: the Pauli words of I and Z only
-            digits = torch.arange(4**self.n)[:, None] // 4 ** torch.arange(self.n) % 4  # (D, n)
-            self.initial = ((digits == 0) | (digits == 3)).all(dim=1)
         pending: dict[int, list[_Matrix]] = {}  # qubit -> one-qubit factors not yet emitted
         for inst in qc.data:
             op = inst.operation
@@ -248,6 +252,10 @@ class _Program:
             self._append(qubits, matrix)
         for q in sorted(pending):
             self._flush(pending, q)
+        # the first gates on each qubit, before any multi-qubit step: a product state
+        self.leading = next((i for i, step in enumerate(self.steps)
+                             if not isinstance(step, _Local)), len(self.steps))
+        self._tabulate()
 
     def _lift(self, unitary: np.ndarray) -> np.ndarray:
         """The unitary itself, or its Pauli transfer matrix in the density picture."""
@@ -279,7 +287,11 @@ class _Program:
                 merged[-1] = _Matrix(f.constant @ merged[-1].constant)
             else:
                 merged.append(f)
-        self.steps.append(_Local(qubit, merged))
+        # gates on other qubits commute with it: place it right after the last step on its
+        # qubit, so that index maps stay adjacent (and compose) and first gates come first
+        at = next((i + 1 for i in range(len(self.steps) - 1, -1, -1)
+                   if qubit in _qubits(self.steps[i])), 0)
+        self.steps.insert(at, _Local(qubit, merged))
 
     def _append(self, axes: tuple[int, ...], matrix: _Matrix) -> None:
         """A multi-qubit step: an index map where the matrix allows it, else dense."""
@@ -309,7 +321,7 @@ class _Program:
         source = full - sum(d * base**a for d, a in zip(digits, axes))
         src_local = column[row]
         source = source + sum(((src_local // base**t) % base) * base**a for t, a in enumerate(axes))
-        return _Gather(source, value[row])
+        return _Gather(source, value[row], axes)
 
     def probabilities(self, values: torch.Tensor) -> torch.Tensor:
         """Outcome probabilities (C, 2**m) of the measured qubits (bit i = measured[i]).
@@ -317,38 +329,71 @@ class _Program:
         Rows are simulated in blocks of about ``BLOCK_ENTRIES`` state entries, so that each
         block's state stays in the processor's cache between steps.
         """
-        c, n, base = values.shape[0], self.n, self.base
-        matrices = [None if isinstance(step, _Gather) else  # (1 or C, d, d) per step
-                    reduce(lambda acc, f: f.rows(values) @ acc, step.factors[1:],
-                           step.factors[0].rows(values)) if isinstance(step, _Local) else
-                    step.matrix.rows(values) for step in self.steps]
-        rows = max(1, BLOCK_ENTRIES // base**n)
-        return torch.cat([self._block(min(rows, c - start),
-                                      [m if m is None or len(m) == 1 else m[start:start + rows]
-                                       for m in matrices])
-                          for start in range(0, c, rows)])
+        rows = max(1, BLOCK_ENTRIES // self.base**self.n)
+        return torch.cat([self._block(values[start:start + rows])
+                          for start in range(0, values.shape[0], rows)])
 
-    def _block(self, c: int, matrices: list) -> torch.Tensor:
-        """Probabilities (c, 2**m) of c rows whose step matrices are ``matrices``."""
-        n, base = self.n, self.base
-        state = torch.zeros(c, base**n, dtype=self.dtype)  # (c, D)
-        if self.density:  # |0…0⟩⟨0…0|: r_P = 1 for every word of I and Z
-            state[:, self.initial] = 1.0
-        else:
-            state[:, 0] = 1.0
-        for step, matrix in zip(self.steps, matrices):
+    def _local_matrices(self, values: torch.Tensor) -> torch.Tensor:
+        """(c, S, d, d): the product of every one-qubit step's factors, for angle rows (c, P);
+        all factors of all steps at once (see :meth:`_tabulate`)."""
+        j, a, b, alpha, terms = self.table
+        taken = values[:, j] if values.shape[1] else torch.zeros(len(values), *j.shape,
+                                                                 dtype=values.dtype)
+        theta = alpha * (a * taken + b)  # (c, S, T)
+        weights = torch.stack([torch.ones_like(theta), torch.cos(theta), torch.sin(theta)], -1)
+        factors = torch.einsum("cstk,stkm->cstm", weights.to(self.dtype), terms)  # (c, S, T, d²)
+        factors = factors.reshape(*theta.shape, self.base, self.base)  # (c, S, T, d, d)
+        product = factors[:, :, 0]
+        for t in range(1, factors.shape[2]):
+            product = factors[:, :, t] @ product
+        return product  # (c, S, d, d)
+
+    def _tabulate(self) -> None:
+        """Stack the factors of the one-qubit steps (S steps, at most T factors each, padded
+        with identities) as ``b0 + cos(α(a·θ_j + b))·bc + sin(…)·bs``: index, affine and
+        matrix tables for :meth:`_local_matrices`."""
+        local = [step for step in self.steps if isinstance(step, _Local)]
+        d, t = self.base, max((len(step.factors) for step in local), default=1)
+        j = torch.zeros(len(local), t, dtype=torch.long)
+        a, b, alpha = (torch.zeros(len(local), t, dtype=torch.float64) for _ in range(3))
+        b0 = torch.eye(d, dtype=self.dtype).repeat(len(local), t, 1, 1)  # (S, T, d, d)
+        bc, bs = torch.zeros_like(b0), torch.zeros_like(b0)
+        for s, step in enumerate(local):
+            step.slot = s
+            for k, factor in enumerate(step.factors):
+                if factor.constant is not None:
+                    b0[s, k] = factor.constant
+                    continue
+                j[s, k], a[s, k], b[s, k], alpha[s, k] = factor.angle
+                b0[s, k], bc[s, k], bs[s, k] = factor.terms
+        terms = torch.stack([b0, bc, bs], dim=2).reshape(len(local), t, 3, d * d)  # (S, T, 3, d²)
+        self.table = (j, a, b, alpha, terms)
+
+    def _block(self, values: torch.Tensor) -> torch.Tensor:
+        """Probabilities (c, 2**m) of the c angle rows ``values`` (c, P)."""
+        c, n, base = values.shape[0], self.n, self.base
+        local = self._local_matrices(values)  # (c, S, d, d)
+        # |0⟩ of one qubit: amplitudes (1, 0), or Pauli coefficients (1, 0, 0, 1) (I and Z)
+        zero = torch.tensor([1.0, 0.0] if base == 2 else [1.0, 0.0, 0.0, 1.0], dtype=self.dtype)
+        vectors = [zero.expand(c, base)] * n  # (c, base) per qubit
+        for step in self.steps[:self.leading]:
+            vectors[step.qubit] = local[:, step.slot] @ zero  # (c, base)
+        state = vectors[n - 1]
+        for q in range(n - 2, -1, -1):  # little-endian: qubit 0 is the last digit
+            state = (state[:, :, None] * vectors[q][:, None, :]).reshape(c, -1)  # (c, base**(n-q))
+        for step in self.steps[self.leading:]:
             if isinstance(step, _Gather):
                 state = torch.index_select(state, 1, step.source) * step.factor
             elif isinstance(step, _Local):
                 high, low = base ** (n - 1 - step.qubit), base**step.qubit
                 view = state.view(c, high, base, low)
-                matrix = matrix.expand(c, base, base)
+                matrix = local[:, step.slot]  # (c, d, d)
                 if low >= high:  # a batched matmul is fastest on the leading digits
                     state = torch.matmul(matrix[:, None], view).reshape(c, -1)
                 else:
                     state = torch.einsum("cab,chbl->chal", matrix, view).reshape(c, -1)
             else:
-                state = _apply(state, matrix, step.axes, n, base)
+                state = _apply(state, step.matrix.rows(values), step.axes, n, base)
         return self._measure(state)
 
     def _measure(self, state: torch.Tensor) -> torch.Tensor:
