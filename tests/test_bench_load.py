@@ -47,3 +47,13 @@ def test_an_idle_machine_gets_no_warning_and_the_header_states_the_load(monkeypa
     captured = capsys.readouterr()
     assert captured.err == ""
     assert "torch threads 2, 2 cores, load average 0.20 at the start" in captured.out.splitlines()[0]
+
+
+def test_bench_noisy_reports_every_step_its_circuits_and_the_shared_sampling_cost(capsys, restore_threads):
+    assert main(["bench", "noisy", "--qubits", "2", "--layers", "1", "--tokens", "2",
+                 "--shots", "10", "--repeats", "1", "--json"]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row["circuits"] == 2 * (1 + 2 * 6)  # 2 rows; 6 weight angles shifted both ways
+    for key in ("aer_s", "exact_s", "aer_noisy_s", "exact_noisy_s", "sampling_s"):
+        assert row[key] > 0
+    assert row["exact_speedup"] == row["aer_s"] / row["exact_s"]

@@ -15,7 +15,8 @@ compiled once into few batched steps:
 
 - consecutive one-qubit gates on a qubit (with their noise) become one per-row 2×2 (or 4×4
   transfer) matrix, applied with one ``einsum``; every angle gate's matrix is
-  ``B0 + cos(αθ)·Bc + sin(αθ)·Bs`` with constant B's, so rows cost a few multiplications;
+  ``B0 + cos(αθ)·Bc + sin(αθ)·Bs`` with constant B's, so rows cost a few multiplications, and
+  the first such products of every qubit make the initial state as a product of vectors;
 - gates whose matrix has one entry per row and column (CX, CZ, SWAP and, in the Pauli basis,
   every Clifford gate followed by depolarizing noise) are index maps with factors, and
   consecutive ones compose into a single gather over the state;
