@@ -164,6 +164,8 @@ def _add_bench_commands(sub) -> None:
     p.add_argument("--epochs", type=int, default=6, help="epochs per optimizer (default 6)")
     p.add_argument("--train", type=int, default=256, help="training examples (default 256)")
     p.add_argument("--batch", type=int, default=8, help="training batch size (default 8)")
+    p.add_argument("--mitigation-shots", type=int, default=100000,
+                   help="shots of the mitigated-vs-unmitigated error section (default 100000; 0 skips it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--optimizers", nargs="+", default=["adam", "spsa", "rosalin"],
                    help="optimizers to train with (default adam spsa rosalin)")

@@ -57,3 +57,16 @@ def test_bench_noisy_reports_every_step_its_circuits_and_the_shared_sampling_cos
     for key in ("aer_s", "exact_s", "aer_noisy_s", "exact_noisy_s", "sampling_s"):
         assert row[key] > 0
     assert row["exact_speedup"] == row["aer_s"] / row["exact_s"]
+
+
+def test_bench_shots_prints_the_optimisers_and_the_mitigation_section(capsys, restore_threads):
+    tiny = ["bench", "shots", "--train", "8", "--epochs", "1", "--batch", "4", "--shots", "20",
+            "--set", "data.n_dev=8", "--set", "data.n_test=4", "--json"]
+    assert main([*tiny, "--optimizers", "adam", "spsa", "--mitigation-shots", "200"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["optimizer"] for r in lines[:2]] == ["adam", "spsa"]
+    assert lines[1]["train_shots"] < lines[0]["train_shots"]  # no weight-shifted circuits
+    mitigation = lines[2]
+    assert mitigation["shots"] == 200
+    assert [r["mitigation"] for r in mitigation["results"]] == ["none", "readout", "zne", "readout+zne"]
+    assert main(["bench", "shots", "--mitigation-shots", "-1"]) == 2

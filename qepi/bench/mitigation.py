@@ -82,6 +82,21 @@ def measure(shots: int = 10000, rows: int = 64, grad_rows: int = 8, seeds: int =
             "zne_extrapolation": Backend().zne_extrapolation, "results": results}
 
 
+def table(result: dict[str, Any]) -> str:
+    """:func:`measure`'s result as a plain-text table."""
+    lines = [f"{result['qubits']} qubits, {result['rows']} rows (gradients: {result['grad_rows']}), "
+             f"{result['shots']} shots, {result['seeds']} seeds; depolarizing 1q "
+             f"{result['depolarizing_1q']}, 2q {result['depolarizing_2q']}, readout "
+             f"{result['readout_error']}",
+             f"{'mitigation':<12} {'mean |err| <Z>':>16} {'mean |err| grad':>16} "
+             f"{'circuits':>9} {'shots':>10} {'of them mitigation':>22}"]
+    for r in result["results"]:
+        lines.append(f"{r['mitigation']:<12} {r['value_error']:>9.4f} ± {r['value_error_sd']:.4f} "
+                     f"{r['grad_error']:>16.4f} {r['circuits']:>9} {r['shots']:>10} "
+                     f"{r['mitigation_circuits']:>9} / {r['mitigation_shots']:>10}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure for each ``--shots`` and print a table (or one JSON object each with ``--json``)."""
     parser = argparse.ArgumentParser(prog="python -m qepi.bench.mitigation", description=__doc__.split("\n")[0])
@@ -96,18 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     for shots in args.shots:
         result = measure(shots, args.rows, args.grad_rows, args.seeds)
-        if args.json:
-            print(json.dumps(result))
-            continue
-        print(f"{N_QUBITS} qubits, {args.rows} rows (gradients: {args.grad_rows}), {shots} shots, "
-              f"{args.seeds} seeds; depolarizing 1q {NOISE['depolarizing_1q']}, 2q "
-              f"{NOISE['depolarizing_2q']}, readout {NOISE['readout_error']}")
-        print(f"{'mitigation':<12} {'mean |err| <Z>':>16} {'mean |err| grad':>16} "
-              f"{'circuits':>9} {'shots':>10} {'of them mitigation':>22}")
-        for r in result["results"]:
-            print(f"{r['mitigation']:<12} {r['value_error']:>9.4f} ± {r['value_error_sd']:.4f} "
-                  f"{r['grad_error']:>16.4f} {r['circuits']:>9} {r['shots']:>10} "
-                  f"{r['mitigation_circuits']:>9} / {r['mitigation_shots']:>10}")
+        print(json.dumps(result) if args.json else table(result))
     return 0
 
 

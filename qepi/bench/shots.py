@@ -17,8 +17,8 @@ gives, per optimiser: steps, training shots, best dev accuracy, and the training
 first epoch whose dev accuracy reached the Adam run's best ("not reached" otherwise).
 
 Sections: :data:`SECTIONS` lists what the command prints after training, in order; each
-takes (args, results). The mitigated-vs-unmitigated error of
-:mod:`qepi.bench.mitigation` belongs at the end of that list.
+takes (args, results): the optimiser table, then the mitigated-vs-unmitigated error of
+:mod:`qepi.bench.mitigation` at ``--mitigation-shots`` shots per circuit.
 """
 
 from __future__ import annotations
@@ -97,16 +97,28 @@ def print_shot_table(args, results: list[dict[str, Any]]) -> None:
               f"Adam's")
 
 
-# What the command prints after training, in order; qepi.bench.mitigation's section goes last.
-SECTIONS = [print_shot_table]
+def print_mitigation(args, results: list[dict[str, Any]]) -> None:
+    """Mitigated against unmitigated estimate error under depolarizing + readout noise
+    (:mod:`qepi.bench.mitigation`, ``--mitigation-shots`` shots; 0 skips it)."""
+    if not args.mitigation_shots:
+        return
+    from qepi.bench.mitigation import measure, table
+
+    result = measure(shots=args.mitigation_shots, seeds=2)
+    print(json.dumps(result) if args.json else "\n" + table(result))
+
+
+# What the command prints after training, in order.
+SECTIONS = [print_shot_table, print_mitigation]
 
 
 def main(args) -> int:
     """Train with each optimiser and print every section."""
     from qepi.bench import describe_load, machine_load, set_threads, warn_if_busy
 
-    if min(args.shots, args.epochs, args.train, args.batch) < 1:
-        raise UserError("bench shots: --shots, --epochs, --train and --batch must be >= 1")
+    if min(args.shots, args.epochs, args.train, args.batch) < 1 or args.mitigation_shots < 0:
+        raise UserError("bench shots: --shots, --epochs, --train and --batch must be >= 1, "
+                        "--mitigation-shots >= 0")
     unknown = sorted(set(args.optimizers) - set(OPTIMIZER_NAMES))
     if unknown:
         raise UserError(f"bench shots: unknown optimizer {unknown[0]!r} (known: "
@@ -129,4 +141,5 @@ def main(args) -> int:
     return 0
 
 
-__all__ = ["OPTIMIZER_NAMES", "SECTIONS", "main", "print_shot_table", "shots_to_reach", "train_one"]
+__all__ = ["OPTIMIZER_NAMES", "SECTIONS", "main", "print_mitigation", "print_shot_table",
+           "shots_to_reach", "train_one"]

@@ -41,11 +41,14 @@ def noisy(*, qubits: list[int], layers: int, tokens: int, shots: int, repeats: i
         threads=threads, json=as_json))
 
 
-def shots(*, config: str, overrides: list[str], shots: int, epochs: int, train: int, seed: int,
-          optimizers: list[str], threads: int, as_json: bool) -> int:
-    """``qepi bench shots``: training shots Adam, SPSA and Rosalin spend to reach a dev accuracy."""
+def shots(*, config: str, overrides: list[str], shots: int, epochs: int, train: int, batch: int,
+          seed: int, optimizers: list[str], threads: int, mitigation_shots: int,
+          as_json: bool) -> int:
+    """``qepi bench shots``: training shots Adam, SPSA and Rosalin spend to reach a dev
+    accuracy, then mitigated against unmitigated estimate error."""
     from qepi.bench import shots as shots_bench
 
     return shots_bench.main(SimpleNamespace(
-        config=config, overrides=overrides, shots=shots, epochs=epochs, train=train, seed=seed,
-        optimizers=optimizers, threads=threads, json=as_json))
+        config=config, overrides=overrides, shots=shots, epochs=epochs, train=train, batch=batch,
+        seed=seed, optimizers=optimizers, threads=threads, mitigation_shots=mitigation_shots,
+        json=as_json))
