@@ -371,10 +371,12 @@ def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Conf
         node = data
         for depth, part in enumerate(parts[:-1]):
             if not isinstance(node.get(part), dict):
-                raise ConfigError(f"{'.'.join(parts[: depth + 1])}: unknown section")
+                sections = sorted(k for k, v in node.items() if isinstance(v, dict))
+                raise ConfigError(f"{'.'.join(parts[: depth + 1])}: unknown section (known: "
+                                  f"{', '.join(sections)})")
             node = node[part]
         if parts[-1] not in node:
-            raise ConfigError(f"{dotted.strip()}: unknown key")
+            raise ConfigError(f"{dotted.strip()}: unknown key (known: {', '.join(sorted(node))})")
         node[parts[-1]] = _parse_override_value(raw.strip())
     return from_dict(data)
 

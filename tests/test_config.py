@@ -73,8 +73,8 @@ class TestOverrides:
     @pytest.mark.parametrize(
         "override, fragment",
         [
-            ("train.nope=1", "train.nope: unknown key"),
-            ("nope.lr=1", "nope: unknown section"),
+            ("train.nope=1", "train.nope: unknown key (known: batch_size, checkpoint_every,"),
+            ("nope.lr=1", "nope: unknown section (known: backend, circuit, data, model,"),
             ("train.epochs=two", "train.epochs: expected an integer"),
             ("train.lr", "expected section.key=value"),
         ],

@@ -3,8 +3,7 @@
 Every row of the support matrix is a small probe circuit exercising one feature
 (a measurement kind, an observable kind, a gate family, classical pre-processing of the
 angles). :func:`probe` runs it on a backend and on ``default.qubit`` and compares values
-and gradients (inputs, weights) to 1e-8 (1e-6 for ``lightning.qubit``, whose own
-arithmetic agrees with default.qubit to ~1e-7):
+and gradients (inputs, weights) to 1e-8:
 
 - ``yes``: the backend computes what default.qubit computes;
 - ``refused``: the backend raises a :class:`~qepi.errors.UserError` naming the operation;
@@ -34,8 +33,6 @@ from qepi.config import Backend
 from qepi.errors import UserError
 
 TOLERANCE = 1e-8
-# lightning.qubit's torch path agrees with default.qubit to ~1e-7 (its own arithmetic)
-TOLERANCES = {"lightning.qubit": 1e-6}
 
 
 @dataclass(frozen=True)
@@ -177,7 +174,7 @@ def probe(name: str, p: Probe) -> str:
         except Exception:  # noqa: BLE001  a raw third-party error is a bug the matrix must show
             return "CRASH"
         results[sign] = all(
-            g is not None and g.shape == e.shape and torch.allclose(g, e, atol=TOLERANCES.get(name, TOLERANCE), rtol=0)
+            g is not None and g.shape == e.shape and torch.allclose(g, e, atol=TOLERANCE, rtol=0)
             for g, e in zip(got, expected))
     return "yes" if all(results.values()) else "WRONG"
 

@@ -37,9 +37,6 @@ pytestmark = pytest.mark.fuzz
 
 EXAMPLES = int(os.environ.get("QEPI_FUZZ_EXAMPLES", "60"))
 TOL = 1e-8
-# lightning.qubit's own arithmetic agrees with default.qubit to ~1e-7, even with no gates
-# (expval of a Hermitian on |0>): its tolerance is PennyLane Lightning's, not qepi's
-TOLERANCES = {"lightning.qubit": 1e-6}
 BACKENDS = ["exact", "aer", "lightning.qubit"]
 
 # ----------------------------------------------------------------------------- gates
@@ -350,10 +347,9 @@ def check(backend: str, program) -> None:
             event(f"{backend} refused: {str(error)[:60]}")
         return
     assert got.shape == want.shape
-    tol = TOLERANCES.get(backend, TOL)
-    torch.testing.assert_close(got, want, rtol=0, atol=tol)
+    torch.testing.assert_close(got, want, rtol=0, atol=TOL)
     for name, g, h in zip(["inputs", *weights], got_grads, want_grads):
-        torch.testing.assert_close(g, h, rtol=0, atol=tol, msg=lambda m, name=name: f"{name}: {m}")
+        torch.testing.assert_close(g, h, rtol=0, atol=TOL, msg=lambda m, name=name: f"{name}: {m}")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
