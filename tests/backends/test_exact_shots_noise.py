@@ -188,3 +188,65 @@ def test_noise_model_errors_that_cannot_be_converted_are_refused():
     qc.save_probabilities([0], label="p")
     with pytest.raises(UserError, match="reset"):
         TorchTemplateRunner([qc], [], model)
+
+
+ANGLES = (0.9, -1.3, 2.1)
+
+
+def _chain(inputs):
+    qml.RY(ANGLES[0], wires=0)
+    qml.RX(ANGLES[1], wires=1)
+    qml.CNOT(wires=[0, 1])
+    qml.RY(ANGLES[2], wires=2)
+    qml.CNOT(wires=[1, 2])
+    return qml.probs(wires=[0, 1, 2])
+
+
+def _aer_counts(noise: str, shots: int) -> np.ndarray:
+    """The same circuit measured by Aer's own sampler (gate noise and readout error in Aer's
+    noise model), as counts in PennyLane's outcome order (wire 0 most significant)."""
+    from qiskit import QuantumCircuit, transpile
+    from qiskit_aer import AerSimulator
+    from qiskit_aer.noise import NoiseModel, ReadoutError, depolarizing_error
+    from qiskit_ibm_runtime.fake_provider import FakeManilaV2
+
+    qc = QuantumCircuit(3, 3)
+    qc.ry(ANGLES[0], 0)
+    qc.rx(ANGLES[1], 1)
+    qc.cx(0, 1)
+    qc.ry(ANGLES[2], 2)
+    qc.cx(1, 2)
+    qc.measure([0, 1, 2], [0, 1, 2])
+    if noise == "FakeManilaV2":
+        model = NoiseModel.from_backend(FakeManilaV2())
+        qc = transpile(qc, backend=FakeManilaV2(), optimization_level=0, seed_transpiler=0)
+    else:
+        model = NoiseModel()
+        model.add_all_qubit_quantum_error(depolarizing_error(0.05, 1), ["rx", "ry"])
+        model.add_all_qubit_quantum_error(depolarizing_error(0.1, 2), ["cx"])
+        model.add_all_qubit_readout_error(ReadoutError([[0.96, 0.04], [0.04, 0.96]]))
+    counts = AerSimulator(noise_model=model, seed_simulator=11).run(qc, shots=shots).result().get_counts()
+    out = np.zeros(8)
+    for key, count in counts.items():  # key "c2 c1 c0"
+        out[int(key[::-1], 2)] += count  # reversed: c0 (wire 0) most significant
+    return out
+
+
+@pytest.mark.parametrize("noise", ["depolarizing", "FakeManilaV2"])
+def test_shot_counts_come_from_the_same_distribution_as_aers_own_sampling(noise):
+    """A two-sample χ² test (homogeneity) between exact's sampled counts and Aer's own
+    sampler on the same noisy circuit: Aer's noise model, transpilation and readout errors
+    on one side, qepi's conversion of them and its ShotSampler on the other."""
+    settings = ({"noise": "depolarizing", "depolarizing_1q": 0.05, "depolarizing_2q": 0.1,
+                 "readout_error": 0.04} if noise == "depolarizing" else {"noise": noise})
+    rows, shots = 100, 200
+    run = make_executor(_chain, 3, Backend(name="exact", shots=shots, **settings), seed=5)
+    ours = np.rint(run(torch.zeros(rows, 1, 1, dtype=torch.float64), {})[:, 0].numpy()
+                   * shots).sum(axis=0)  # (8,) counts over rows x shots
+    theirs = _aer_counts(noise, rows * shots)
+    table = np.stack([ours, theirs])[:, (ours + theirs) > 0]
+    assert stats.chi2_contingency(table).pvalue > 1e-4
+    # and the test can fail: Aer without its noise is far from exact's noisy counts
+    ideal = np.rint(make_executor(_chain, 3, Backend(name="exact"))(
+        torch.zeros(1, 1, 1, dtype=torch.float64), {})[0, 0].numpy() * rows * shots)
+    assert stats.chi2_contingency(np.stack([ours, ideal])[:, (ours + ideal) > 0]).pvalue < 1e-6
