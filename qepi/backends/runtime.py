@@ -28,7 +28,10 @@ device ``backend.device`` with Qiskit Runtime's ``SamplerV2``:
   refuses one (e.g. an account plan without sessions) jobs run in job mode.
 - Counts become outcome frequencies, and those the same estimates and gradients as the
   aer engine computes from its sampled frequencies. The device's gate and readout errors
-  are in the counts; nothing is corrected. Local testing mode simulates a fake device with
+  are in the counts, corrected only where ``backend.mitigation`` asks
+  (:mod:`qepi.backends.mitigation`: ``"readout"`` calibrates M3 with one device job of two
+  circuits; ``"zne"`` runs the folded circuits too and needs ``optimization_level = 0``,
+  since higher levels cancel the folds). Local testing mode simulates a fake device with
   its own noise model (built from its calibration properties, asymmetric readout errors
   included), not the ``NoiseModel.from_backend`` that ``backend.name = "aer"`` with
   ``backend.noise`` uses: on FakeManilaV2 the two differ by ~0.04 in ⟨Z⟩.
@@ -77,8 +80,8 @@ from typing import Any
 import numpy as np
 
 from qepi.backends.aer import AerExecutor, Plan, shift_estimates, shifted_rows
-from qepi.backends.mitigation import CALIBRATION_CALL, check_mitigation
 from qepi.backends.base import BackendEntry, Capabilities, register_backend
+from qepi.backends.mitigation import CALIBRATION_CALL, check_mitigation
 from qepi.config import Backend
 from qepi.errors import UserError
 
