@@ -924,10 +924,12 @@ class AerExecutor(ExecutorBase):
             return np.array([[1 - r, r], [r, 1 - r]])
         return self._readout_errors.get(qubit, self._readout_errors.get(None, np.eye(2)))
 
-    def _run(self, plan: Plan, values: np.ndarray, call: int, ids: np.ndarray,
+    def _run(self, plan: Plan, values: np.ndarray, layout: tuple, call: int, ids: np.ndarray,
              shots: np.ndarray | None = None, frequencies: list | None = None) -> np.ndarray:
-        """Quantities (C, L) of the circuits with angle rows ``values`` (C, P), ids (C,) and
-        shots (C,) (default ``backend.shots``): each template's sampled frequencies,
+        """Quantities (C, L) of the circuits with angle rows ``values`` (C, P), laid out as
+        :func:`shifted_rows` lists them (``layout`` = (B, rows, cols): B unshifted rows and
+        the rows and angles shifted), ids (C,) and shots (C,) (default ``backend.shots``):
+        each template's sampled frequencies,
         readout-corrected and extrapolated to zero noise where ``backend.mitigation`` asks
         (:mod:`qepi.backends.mitigation`). Each group's sampled frequencies (C, 2**m) at
         noise scale 1, before mitigation, are appended to ``frequencies`` when it is given."""
@@ -935,7 +937,8 @@ class AerExecutor(ExecutorBase):
         estimates = np.empty((scales, len(values), plan.n_quantities))  # (S, C, L)
         if plan.runner is None:
             return estimates[0]
-        for t, (group, probs) in enumerate(zip(plan.groups, plan.runner.probabilities(values))):
+        every = plan.runner.shifted_probabilities(values, *layout)
+        for t, (group, probs) in enumerate(zip(plan.groups, every)):
             probs = self._measure(probs, group, call, ids, t, shots)  # (C, 2**m)
             if frequencies is not None and group.scale == 0:
                 frequencies.append(probs)
@@ -1034,8 +1037,8 @@ class AerExecutor(ExecutorBase):
             if shift_shots is not None:
                 shots[b:] = np.tile(shift_shots[start + rows, cols], 2)
             frequencies = [] if recorder is not None else None
-            outputs = self._run(plan, every, call, ids, shots if self.sampler else None,
-                                frequencies)  # (B + 2M, L)
+            outputs = self._run(plan, every, (stop - start, rows, cols), call, ids,
+                                shots if self.sampler else None, frequencies)  # (B + 2M, L)
             values[start:stop], jacobian[start:stop] = shift_estimates(outputs, b, rows, cols, p)
             if recorder is not None:
                 recorder.add(start + rows, cols, shots[b:b + m],

@@ -65,6 +65,8 @@ _IGNORED = ("barrier",)
 AER_ERROR_THRESHOLD = 1e-10
 _UNUSED_BY_TEMPLATES = ("measure", "reset", "id", "delay")  # errors there never apply
 BLOCK_ENTRIES = 2**17  # state entries simulated at once (1 MiB in float64)
+LAYER_MAX_QUBITS = 8  # up to here one-qubit steps on several qubits are applied as one _Layer
+OTHER, LEADING, FINAL, TURNED = range(4)  # how a shifted angle is simulated (_Program._index_angles)
 _PAULIS = np.array([[[1, 0], [0, 1]], [[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]])
 
 
@@ -198,6 +200,48 @@ class _Gather:
                        tuple(sorted(set(self.axes) | set(other.axes))))
 
 
+@dataclass
+class _Layer:
+    """One-qubit steps on distinct qubits of an n-qubit statevector, applied at once: with
+    each row's state as a (2**h, 2**l) matrix S (h high qubits, l = n // 2 low ones),
+    (A ⊗ B)|ψ⟩ is A·S·Bᵀ, two batched matrix products instead of one small one per qubit."""
+
+    steps: list[_Local]
+    n: int
+
+    def apply(self, state: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+        """``state`` (c, 2**n) after the layer, with the rows' one-qubit matrices ``local``
+        (c, S, 2, 2) (see :meth:`_Program._local_matrices`)."""
+        c, low = state.shape[0], self.n // 2
+        by_qubit = {step.qubit: local[:, step.slot] for step in self.steps}  # q -> (c, 2, 2)
+        matrix = state.view(c, 2 ** (self.n - low), 2**low)  # (c, 2**h, 2**l)
+        high_factor = _kron([by_qubit.get(q) for q in range(self.n - 1, low - 1, -1)])
+        low_factor = _kron([by_qubit.get(q) for q in range(low - 1, -1, -1)])
+        if high_factor is not None:
+            matrix = high_factor @ matrix
+        if low_factor is not None:
+            matrix = matrix @ low_factor.transpose(-1, -2)
+        return matrix.reshape(c, -1)
+
+
+def _kron(factors: list[torch.Tensor | None]) -> torch.Tensor | None:
+    """Row-wise Kronecker product (c, 2**k, 2**k) of k factors (c, 2, 2), most significant
+    first; None stands for the identity, and all None gives None."""
+    present = next((f for f in factors if f is not None), None)
+    if present is None:
+        return None
+    eye = torch.eye(2, dtype=present.dtype).expand_as(present)
+    product = None
+    for factor in factors:
+        factor = eye if factor is None else factor
+        if product is None:
+            product = factor
+        else:
+            c, d = product.shape[0], product.shape[1] * 2
+            product = (product[:, :, None, :, None] * factor[:, None, :, None, :]).reshape(c, d, d)
+    return product
+
+
 def _qubits(step) -> tuple[int, ...]:
     """The qubits a step acts on."""
     return (step.qubit,) if isinstance(step, _Local) else step.axes
@@ -257,6 +301,81 @@ class _Program:
         self.leading = next((i for i, step in enumerate(self.steps)
                              if not isinstance(step, _Local)), len(self.steps))
         self._tabulate()
+        if not self.density and self.n <= LAYER_MAX_QUBITS:
+            self._group_layers()
+        self._index_angles(len(params))
+
+    def _index_angles(self, n_angles: int) -> None:
+        """How :meth:`shifted_probabilities` treats a shift of each angle j of the rows:
+        ``_kind[j]`` is LEADING or FINAL where every gate of j is in one one-qubit step
+        (``_slot[j]``) of the leading product state, or of the final one-qubit steps (those
+        followed by nothing but a permutation of basis states); TURNED where j enters a single
+        Pauli rotation exp(-iθG/2), θ = ``_scale[j]``·v_j + b, in step ``_step[j]`` (slot
+        ``_slot[j]``, -1 outside one-qubit steps); else OTHER. Statevector templates only."""
+        n_steps = len(self.steps)
+        self.tail_start = n_steps - int(bool(self.steps) and isinstance(self.steps[-1], _Gather))
+        self.final_start, final_qubits = self.tail_start, set()
+        while self.final_start > self.leading and isinstance(self.steps[self.final_start - 1],
+                                                              (_Local, _Layer)):
+            step = self.steps[self.final_start - 1]
+            qubits = {one.qubit for one in (step.steps if isinstance(step, _Layer) else [step])}
+            if qubits & final_qubits:
+                break
+            final_qubits |= qubits
+            self.final_start -= 1
+        size = self.base**self.n
+        index = torch.arange(size)
+        self._bit_halves = torch.stack([torch.stack([index[(index >> q) & 1 == 0],
+                                                     index[(index >> q) & 1 == 0] + 2**q])
+                                        for q in range(self.n)]) if not self.density else None
+        self._place = index.clone()  # where the permutation after the final steps sends t
+        if self.tail_start < n_steps:
+            self._place[self.steps[-1].source] = index.clone()
+        self._kind = torch.full((n_angles,), OTHER, dtype=torch.long)
+        self._scale = torch.full((n_angles,), torch.nan, dtype=torch.float64)
+        self._step = torch.full((n_angles,), -1, dtype=torch.long)
+        self._slot = torch.full((n_angles,), -1, dtype=torch.long)
+        self._slot_qubit = torch.zeros(len(self.table[0]), dtype=torch.long)
+        self._final_slot = torch.full((self.n,), -1, dtype=torch.long)  # per qubit
+        uses: dict[int, list[tuple[int, int, _Matrix]]] = {}  # j -> (step, slot, factor)
+        for k, step in enumerate(self.steps):
+            for one in step.steps if isinstance(step, _Layer) else [step]:
+                if isinstance(one, _Local):
+                    self._slot_qubit[one.slot] = one.qubit
+                    if self.final_start <= k < self.tail_start:
+                        self._final_slot[one.qubit] = one.slot
+                factors = one.factors if isinstance(one, _Local) else [getattr(one, "matrix", None)]
+                for factor in factors:
+                    if factor is not None and factor.constant is None:
+                        slot = one.slot if isinstance(one, _Local) else -1
+                        uses.setdefault(factor.angle[0], []).append((k, slot, factor))
+        if self.density:
+            return
+        for j, found in uses.items():
+            k, slot, factor = found[0]
+            in_one_step = slot >= 0 and all(use[:2] == (k, slot) for use in found)
+            if in_one_step and k < self.leading:
+                self._kind[j], self._slot[j] = LEADING, slot
+            elif in_one_step and self.final_start <= k < self.tail_start:
+                self._kind[j], self._slot[j] = FINAL, slot
+            elif len(found) == 1 and factor.angle[3] == 0.5 and factor.angle[1] != 0:
+                self._kind[j], self._slot[j], self._step[j] = TURNED, slot, k
+                self._scale[j] = factor.angle[1]
+
+    def _group_layers(self) -> None:
+        """Merge runs of at least two one-qubit steps on distinct qubits (after the leading
+        product state) into :class:`_Layer` steps."""
+        grouped: list = list(self.steps[:self.leading])
+        run: list[_Local] = []
+        for step in self.steps[self.leading:] + [None]:
+            if isinstance(step, _Local) and step.qubit not in {s.qubit for s in run}:
+                run.append(step)
+                continue
+            grouped.extend([_Layer(run, self.n)] if len(run) > 1 else run)
+            run = [step] if isinstance(step, _Local) else []
+            if step is not None and not isinstance(step, _Local):
+                grouped.append(step)
+        self.steps = grouped
 
     def _lift(self, unitary: np.ndarray) -> np.ndarray:
         """The unitary itself, or its Pauli transfer matrix in the density picture."""
@@ -330,24 +449,188 @@ class _Program:
         Rows are simulated in blocks of about ``BLOCK_ENTRIES`` state entries, so that each
         block's state stays in the processor's cache between steps.
         """
-        rows = max(1, BLOCK_ENTRIES // self.base**self.n)
-        return torch.cat([self._block(values[start:start + rows])
-                          for start in range(0, values.shape[0], rows)])
+        return torch.cat([self._measure(state) for state in self._states(values)])
 
-    def _local_matrices(self, values: torch.Tensor) -> torch.Tensor:
+    def _states(self, values: torch.Tensor, local: torch.Tensor | None = None
+                ) -> list[torch.Tensor]:
+        """Final states of the angle rows ``values`` (C, P), block by block; ``local``
+        (C, S, d, d) are their one-qubit matrices if already known."""
+        rows = max(1, BLOCK_ENTRIES // self.base**self.n)
+        return [self._evolve(values[start:start + rows],
+                             None if local is None else local[start:start + rows])
+                for start in range(0, values.shape[0], rows)]
+
+    def shifted_probabilities(self, values: torch.Tensor, n_unshifted: int,
+                              rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """:meth:`probabilities` of rows laid out as B = ``n_unshifted`` rows, then each of
+        them (``rows`` (M,)) with angle ``cols`` (M,) shifted up, then the same shifted down.
+
+        A shifted row differs from its row in one angle, so a statevector template needs
+        far fewer states than rows (:meth:`_shift_block`); where an angle allows none of
+        that (see :meth:`_index_angles`), or in the density picture, every row is simulated.
+        Rows go in blocks of about ``BLOCK_ENTRIES`` state entries.
+        """
+        m = len(rows)
+        if m == 0 or bool((self._kind[cols] == OTHER).any()):
+            return self.probabilities(values)
+        b = n_unshifted
+        order = torch.argsort(rows, stable=True)  # pairs grouped by row
+        rows, cols = rows[order], cols[order]
+        shifted = torch.stack([values[b:b + m], values[b + m:]])[:, order]  # (2, M, P) up, down
+        first = torch.searchsorted(rows, torch.arange(b + 1)).tolist()  # each row's pairs
+        size = self.base**self.n
+        unshifted, shifted_out = [], []  # per block: (rows, 2**m), (2, pairs, 2**m)
+        start = 0
+        while start < b:  # rows whose states (with their pairs') fill about one block
+            stop = start + 1
+            while stop < b and (stop + 1 - start + first[stop + 1] - first[start]) * size \
+                    <= BLOCK_ENTRIES:
+                stop += 1
+            pairs = slice(first[start], first[stop])
+            block = self._shift_block(values[start:stop], shifted[:, pairs],
+                                      rows[pairs] - start, cols[pairs])
+            unshifted.append(block[0])
+            shifted_out.append(block[1])
+            start = stop
+        out = torch.empty(2, m, 2 ** len(self.measured), dtype=torch.float64)
+        out[:, order] = torch.cat(shifted_out, dim=1)  # back to the given order
+        return torch.cat([torch.cat(unshifted), out[0], out[1]])
+
+    def _shift_block(self, values: torch.Tensor, shifted: torch.Tensor, rows: torch.Tensor,
+                     cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Probabilities (R, 2**m) of the angle rows ``values`` (R, P), and (2, M, 2**m) of
+        ``shifted`` (2, M, P): row ``rows[i]`` with angle ``cols[i]`` shifted up and down.
+
+        - LEADING angle, in qubit q's first gates: its shifted vector w of q is α·v + β·v⊥
+          (v the row's vector, v⊥ orthogonal to it), so the shifted state is α·ψ + β·χ, with
+          χ the row's state with v⊥ in place of v: one more state per row and qubit.
+        - FINAL angle, in qubit q's last one-qubit step M: after it only basis states are
+          permuted, so the shifted state is M'·M† on q of the row's state before that
+          permutation, and its probabilities come from that state alone.
+        - TURNED angle, a Pauli rotation elsewhere: R(θ + Δ) = cos(Δ/2)·R(θ) +
+          sin(Δ/2)·R(θ + π), so the shifted state is cos(Δ/2)·ψ + sin(Δ/2)·φ, with φ the
+          row's state with that rotation turned by π, split off the row's path at its step.
+        """
+        r, n, m = len(values), self.n, len(rows)
+        kind, slot = self._kind[cols], self._slot[cols]  # (M,) each
+        lead, final, turn = (torch.nonzero(kind == k).flatten() for k in (LEADING, FINAL, TURNED))
+        local = self._local_matrices(values)  # (R, S, 2, 2)
+
+        # the leading product states of the rows and of χ, one per (row, qubit) of LEADING pairs
+        vectors = torch.zeros(r, n, 2, dtype=self.dtype)  # (R, n, 2) each qubit's M|0⟩
+        vectors[:, :, 0] = 1
+        for step in self.steps[:self.leading]:
+            vectors[:, step.qubit] = local[:, step.slot, :, 0]
+        lead_qubit = self._slot_qubit[slot[lead]]
+        chi_keys, chi_of = torch.unique(rows[lead] * n + lead_qubit, return_inverse=True)
+        chi_rows, chi_qubits = chi_keys // n, chi_keys % n  # (X,) each
+        chi_vectors = vectors[chi_rows].clone()  # (X, n, 2)
+        chi_vectors[torch.arange(len(chi_keys)), chi_qubits] = _orthogonal(
+            vectors[chi_rows, chi_qubits])
+        state = _product_state(torch.cat([vectors, chi_vectors]))  # (R + X, D)
+        path = torch.cat([torch.arange(r), chi_rows])  # whose matrices each state follows
+        active_local, active_values = local[path], values[path]
+
+        # TURNED pairs split off at their step
+        turned = values[rows[turn]].clone()  # (T, P)
+        turned[torch.arange(len(turn)), cols[turn]] += torch.pi / self._scale[cols[turn]]
+        turned_local = local[rows[turn]]  # (T, S, 2, 2)
+        in_local = torch.nonzero(slot[turn] >= 0).flatten()
+        if len(in_local):
+            turned_local[in_local, slot[turn][in_local]] = self._local_matrices(
+                turned[in_local], slot[turn][in_local])
+        at, split = self._step[cols[turn]], []
+        for k in range(self.leading, self.final_start):
+            new = torch.nonzero(at == k).flatten()
+            if len(new):  # from the row's state before step k
+                split.append(new)
+                state = torch.cat([state, state[rows[turn][new]]])
+                active_local = torch.cat([active_local, turned_local[new]])
+                active_values = torch.cat([active_values, turned[new]])
+            state = self._apply_step(self.steps[k], state, active_local, active_values)
+
+        for step in self.steps[self.final_start:self.tail_start]:
+            state = self._apply_step(step, state, active_local, active_values)
+        before_tail = state[:r]  # (R, D) the rows' states before the final permutation
+        for step in self.steps[self.tail_start:]:
+            state = self._apply_step(step, state, active_local, active_values)
+
+        psi = state[:r]  # (R, D)
+        probs = psi.real.square() + psi.imag.square()
+        out = torch.empty(2, m, state.shape[1], dtype=torch.float64)  # (2, M, D)
+        if len(lead):  # |α·ψ + β·χ|² = |α|²|ψ|² + |β|²|χ|² + 2·Re(ᾱβ)·Re(ψ̄χ) - 2·Im(ᾱβ)·Im(ψ̄χ)
+            chi, own = state[r:r + len(chi_keys)], psi[chi_rows]  # (X, D) each
+            overlap = own.conj() * chi
+            basis = torch.stack([own.real.square() + own.imag.square(),
+                                 chi.real.square() + chi.imag.square(),
+                                 overlap.real, overlap.imag], dim=1)  # (X, 4, D)
+            v = vectors[rows[lead], lead_qubit]  # (L, 2)
+            w = self._shifted_matrices(values, shifted[:, lead], slot[lead], cols[lead])[..., 0]
+            alpha, beta = (v.conj() * w).sum(-1), (_orthogonal(v).conj() * w).sum(-1)  # (2, L)
+            mixed = alpha.conj() * beta
+            coefficients = torch.stack([alpha.abs().square(), beta.abs().square(),
+                                        2 * mixed.real, -2 * mixed.imag], dim=-1)  # (2, L, 4)
+            out[:, lead] = torch.einsum("slc,lcd->sld", coefficients, basis[chi_of])
+        if len(final):  # bit b of q: |N_b0·u0 + N_b1·u1|², N = M'·M†, u the row's amplitudes
+            final_qubit = self._slot_qubit[slot[final]]  # (F,)
+            keys, key_of = torch.unique(rows[final] * n + final_qubit, return_inverse=True)
+            halves = self._bit_halves[keys % n]  # (Y, 2, D/2) indices with q's bit 0, 1
+            u0 = before_tail[keys // n].gather(1, halves[:, 0])  # (Y, D/2)
+            u1 = before_tail[keys // n].gather(1, halves[:, 1])
+            overlap = u0.conj() * u1
+            basis = torch.stack([u0.real.square() + u0.imag.square(),
+                                 u1.real.square() + u1.imag.square(),
+                                 overlap.real, overlap.imag], dim=1)  # (Y, 4, D/2)
+            undo = local[rows[final], slot[final]].conj().transpose(-1, -2)  # (F, 2, 2) M†
+            matrices = self._shifted_matrices(values, shifted[:, final], slot[final],
+                                              cols[final]) @ undo  # (2, F, 2, 2) N
+            mixed = matrices[..., 0].conj() * matrices[..., 1]  # (2, F, 2) N̄_b0·N_b1
+            coefficients = torch.stack([matrices[..., 0].abs().square(),
+                                        matrices[..., 1].abs().square(),
+                                        2 * mixed.real, -2 * mixed.imag], dim=-1)  # (2, F, 2, 4)
+            bits = torch.einsum("sfbc,fce->sfbe", coefficients, basis[key_of])  # (2, F, 2, D/2)
+            # the final permutation sends state index t to place[t]
+            where = self._place[self._bit_halves[final_qubit]].reshape(1, len(final), -1)
+            out[:, final] = torch.zeros(2, len(final), state.shape[1], dtype=torch.float64
+                                        ).scatter_(2, where.expand(2, -1, -1),
+                                                   bits.reshape(2, len(final), -1))
+        if len(turn):  # |cos h·ψ + sin h·φ|² = cos²h·|ψ|² + sin²h·|φ|² + sin 2h·Re(ψ̄φ)
+            phi = torch.empty(len(turn), state.shape[1], dtype=state.dtype)
+            phi[torch.cat(split)] = state[r + len(chi_keys):]
+            own = psi[rows[turn]]
+            cross = own.real * phi.real + own.imag * phi.imag  # (T, D)
+            delta = shifted[:, turn, cols[turn]] - values[rows[turn], cols[turn]]  # (2, T)
+            h = (self._scale[cols[turn]] * delta / 2)[..., None]  # (2, T, 1)
+            out[:, turn] = (torch.cos(h).square() * probs[rows[turn]]
+                            + torch.sin(h).square() * (phi.real.square() + phi.imag.square())
+                            + torch.sin(2 * h) * cross)
+        return self._marginal(probs), self._marginal(out.reshape(2 * m, state.shape[1])).reshape(
+            2, m, 2 ** len(self.measured))
+
+    def _local_matrices(self, values: torch.Tensor, slots: torch.Tensor | None = None
+                        ) -> torch.Tensor:
         """(c, S, d, d): the product of every one-qubit step's factors, for angle rows (c, P);
-        all factors of all steps at once (see :meth:`_tabulate`)."""
-        j, a, b, alpha, terms = self.table
-        taken = values[:, j] if values.shape[1] else torch.zeros(len(values), *j.shape,
-                                                                 dtype=values.dtype)
-        theta = alpha * (a * taken + b)  # (c, S, T)
-        weights = torch.stack([torch.ones_like(theta), torch.cos(theta), torch.sin(theta)], -1)
-        factors = torch.einsum("cstk,stkm->cstm", weights.to(self.dtype), terms)  # (c, S, T, d²)
-        factors = factors.reshape(*theta.shape, self.base, self.base)  # (c, S, T, d, d)
-        product = factors[:, :, 0]
-        for t in range(1, factors.shape[2]):
-            product = factors[:, :, t] @ product
-        return product  # (c, S, d, d)
+        all factors of all steps at once (see :meth:`_tabulate`). With ``slots`` (c,), only
+        step ``slots[i]`` of row i: (c, d, d)."""
+        j, a, b, alpha, terms = self.table  # (S, T) each, terms (S, T, 3, 2·d²) real
+        if slots is not None:
+            j, a, b, alpha, terms = (t[slots] for t in self.table)  # (c, T), terms (c, T, 3, 2·d²)
+        taken = (values.gather(1, j) if slots is not None else values[:, j]) if values.shape[1] \
+            else torch.zeros(len(values), *j.shape[-2:], dtype=values.dtype)
+        theta = alpha * (a * taken + b)  # (c, S, T) or (c, T)
+        if slots is None:  # (c, S, T, 2·d²) as products, batched over the table's (S, T)
+            weights = torch.stack([torch.ones_like(theta), torch.cos(theta), torch.sin(theta)], -1)
+            factors = torch.einsum("cstk,stkm->cstm", weights, terms)
+        else:  # (c, T, 2·d²), each row with its own table entries
+            factors = (terms[..., 0, :] + torch.cos(theta)[..., None] * terms[..., 1, :]
+                       + torch.sin(theta)[..., None] * terms[..., 2, :])
+        if self.dtype.is_complex:
+            factors = torch.view_as_complex(factors.reshape(*factors.shape[:-1], self.base**2, 2))
+        factors = factors.reshape(*theta.shape, self.base, self.base)  # (c, [S,] T, d, d)
+        product = factors[..., 0, :, :]
+        for t in range(1, factors.shape[-3]):
+            product = factors[..., t, :, :] @ product
+        return product  # (c, S, d, d) or (c, d, d)
 
     def _tabulate(self) -> None:
         """Stack the factors of the one-qubit steps (S steps, at most T factors each, padded
@@ -368,34 +651,64 @@ class _Program:
                 j[s, k], a[s, k], b[s, k], alpha[s, k] = factor.angle
                 b0[s, k], bc[s, k], bs[s, k] = factor.terms
         terms = torch.stack([b0, bc, bs], dim=2).reshape(len(local), t, 3, d * d)  # (S, T, 3, d²)
+        if terms.is_complex():  # real and imaginary parts interleaved: (S, T, 3, 2·d²)
+            terms = torch.view_as_real(terms).reshape(len(local), t, 3, 2 * d * d)
         self.table = (j, a, b, alpha, terms)
+        self._angled = torch.tensor([[k < len(step.factors) and step.factors[k].constant is None
+                                      for k in range(t)] for step in local],
+                                    dtype=torch.bool).reshape(len(local), t)  # (S, T)
 
-    def _block(self, values: torch.Tensor) -> torch.Tensor:
-        """Probabilities (c, 2**m) of the c angle rows ``values`` (c, P)."""
+    def _shifted_matrices(self, values: torch.Tensor, shifted: torch.Tensor,
+                          slots: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """(2, K, d, d): one-qubit step ``slots[i]``'s matrix in the rows ``shifted``
+        (2, K, P) (a row of ``values`` (R, P) with angle ``cols[i]`` shifted up and down).
+        Where all angles of these steps are the same in every row (shared weights) and so
+        are the shifts, a matrix depends on the angle and sign alone: computed once."""
+        k, p = len(slots), values.shape[1]
+        constant = (values == values[:1]).all(0)  # (P,)
+        first, key_of = torch.arange(k), torch.arange(k)
+        if (constant[self.table[0][slots]] | ~self._angled[slots]).all():
+            keys, key_of = torch.unique(cols, return_inverse=True)
+            first = torch.full((len(keys),), k).scatter_reduce(0, key_of, torch.arange(k), "amin")
+            taken = shifted.gather(2, cols.expand(2, -1)[..., None])  # (2, K, 1) shifted angles
+            if not torch.equal(taken[:, first][:, key_of], taken):  # shifts differ between rows
+                first, key_of = torch.arange(k), torch.arange(k)
+        matrices = self._local_matrices(shifted[:, first].reshape(-1, p), slots[first].repeat(2))
+        return matrices.reshape(2, len(first), self.base, self.base)[:, key_of]
+
+    def _evolve(self, values: torch.Tensor, local: torch.Tensor | None = None) -> torch.Tensor:
+        """Final states (c, base**n) of the c angle rows ``values`` (c, P), whose one-qubit
+        matrices ``local`` (c, S, d, d) are computed here unless given."""
         c, n, base = values.shape[0], self.n, self.base
-        local = self._local_matrices(values)  # (c, S, d, d)
+        if local is None:
+            local = self._local_matrices(values)  # (c, S, d, d)
         # |0⟩ of one qubit: amplitudes (1, 0), or Pauli coefficients (1, 0, 0, 1) (I and Z)
         zero = torch.tensor([1.0, 0.0] if base == 2 else [1.0, 0.0, 0.0, 1.0], dtype=self.dtype)
-        vectors = [zero.expand(c, base)] * n  # (c, base) per qubit
+        vectors = zero.repeat(c, n, 1)  # (c, n, base)
         for step in self.steps[:self.leading]:
-            vectors[step.qubit] = local[:, step.slot] @ zero  # (c, base)
-        state = vectors[n - 1]
-        for q in range(n - 2, -1, -1):  # little-endian: qubit 0 is the last digit
-            state = (state[:, :, None] * vectors[q][:, None, :]).reshape(c, -1)  # (c, base**(n-q))
+            vectors[:, step.qubit] = local[:, step.slot] @ zero
+        state = _product_state(vectors)
         for step in self.steps[self.leading:]:
-            if isinstance(step, _Gather):
-                state = torch.index_select(state, 1, step.source) * step.factor
-            elif isinstance(step, _Local):
-                high, low = base ** (n - 1 - step.qubit), base**step.qubit
-                view = state.view(c, high, base, low)
-                matrix = local[:, step.slot]  # (c, d, d)
-                if low >= high:  # a batched matmul is fastest on the leading digits
-                    state = torch.matmul(matrix[:, None], view).reshape(c, -1)
-                else:
-                    state = torch.einsum("cab,chbl->chal", matrix, view).reshape(c, -1)
-            else:
-                state = _apply(state, step.matrix.rows(values), step.axes, n, base)
-        return self._measure(state)
+            state = self._apply_step(step, state, local, values)
+        return state
+
+    def _apply_step(self, step, state: torch.Tensor, local: torch.Tensor,
+                    values: torch.Tensor) -> torch.Tensor:
+        """``step`` on the states (c, base**n) of rows with one-qubit matrices ``local``
+        (c, S, d, d) and angle rows ``values`` (c, P)."""
+        c, n, base = state.shape[0], self.n, self.base
+        if isinstance(step, _Gather):
+            return torch.index_select(state, 1, step.source) * step.factor
+        if isinstance(step, _Layer):
+            return step.apply(state, local)
+        if isinstance(step, _Local):
+            high, low = base ** (n - 1 - step.qubit), base**step.qubit
+            view = state.view(c, high, base, low)
+            matrix = local[:, step.slot]  # (c, d, d)
+            if low >= high:  # a batched matmul is fastest on the leading digits
+                return torch.matmul(matrix[:, None], view).reshape(c, -1)
+            return torch.einsum("cab,chbl->chal", matrix, view).reshape(c, -1)
+        return _apply(state, step.matrix.rows(values), step.axes, n, base)
 
     def _measure(self, state: torch.Tensor) -> torch.Tensor:
         c, n, m = state.shape[0], self.n, len(self.measured)
@@ -405,7 +718,11 @@ class _Program:
             words = (bits * 3 * 4 ** torch.tensor(self.measured)).sum(dim=1)  # (2**m,)
             parity = (bits.to(torch.float64) @ bits.to(torch.float64).T) % 2  # (x, S)
             return state[:, words] @ (1 - 2 * parity).T / 2**m
-        probs = state.real.square() + state.imag.square()  # (C, 2**n)
+        return self._marginal(state.real.square() + state.imag.square())
+
+    def _marginal(self, probs: torch.Tensor) -> torch.Tensor:
+        """Probabilities (c, 2**m) of the measured qubits from those of all (c, 2**n)."""
+        c, n, m = probs.shape[0], self.n, len(self.measured)
         tensor = probs.reshape(c, *[2] * n)  # axis 1 + (n - 1 - q) is qubit q
         kept = [1 + n - 1 - q for q in reversed(self.measured)]  # most significant first
         dropped = [a for a in range(1, n + 1) if a not in kept]
@@ -413,6 +730,21 @@ class _Program:
             tensor = tensor.sum(dim=dropped, keepdim=True)
         order = [0] + kept + dropped
         return tensor.permute(order).reshape(c, 2**m)
+
+
+def _product_state(vectors: torch.Tensor) -> torch.Tensor:
+    """The product states (c, base**n) of per-qubit vectors (c, n, base); qubit 0 is the
+    least significant digit."""
+    c, n, _ = vectors.shape
+    state = vectors[:, n - 1]
+    for q in range(n - 2, -1, -1):
+        state = (state[:, :, None] * vectors[:, q, None, :]).reshape(c, -1)  # (c, base**(n-q))
+    return state
+
+
+def _orthogonal(v: torch.Tensor) -> torch.Tensor:
+    """Unit vectors (c, 2) orthogonal to the unit vectors ``v`` (c, 2)."""
+    return torch.stack([-v[:, 1].conj(), v[:, 0].conj()], dim=-1)
 
 
 def _affine(expr, index: dict) -> tuple[int, float, float]:
@@ -458,6 +790,33 @@ class TorchTemplateRunner:
         rows = torch.as_tensor(np.asarray(values, dtype=np.float64))
         with torch.no_grad():
             return [program.probabilities(rows).numpy() for program in self.programs]
+
+    def shifted_probabilities(self, values: np.ndarray, n_unshifted: int, rows: np.ndarray,
+                              cols: np.ndarray) -> list[np.ndarray]:
+        """:meth:`probabilities` of parameter-shift rows (C = B + 2M, P) laid out as
+        :func:`qepi.backends.aer.shifted_rows` lists them: B = ``n_unshifted`` rows, then
+        row ``rows[i]`` with angle ``cols[i]`` shifted up, then shifted down (i < M). Equal to
+        :meth:`probabilities` to rounding, simulating one extra state per shifted angle
+        instead of two where the template allows (see :meth:`_Program.shifted_probabilities`).
+
+        >>> import qiskit_aer  # adds QuantumCircuit.save_probabilities
+        >>> from qiskit import QuantumCircuit
+        >>> from qiskit.circuit import Parameter
+        >>> theta = Parameter("t0")
+        >>> qc = QuantumCircuit(1)
+        >>> _ = qc.rx(theta, 0)
+        >>> _ = qc.save_probabilities([0], label="p")
+        >>> runner = TorchTemplateRunner([qc], [theta])
+        >>> values = np.array([[0.3], [0.3 + np.pi / 2], [0.3 - np.pi / 2]])
+        >>> paired = runner.shifted_probabilities(values, 1, np.array([0]), np.array([0]))[0]
+        >>> bool(np.allclose(paired, runner.probabilities(values)[0], atol=1e-14))
+        True
+        """
+        values = torch.as_tensor(np.asarray(values, dtype=np.float64))
+        rows, cols = torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)
+        with torch.no_grad():
+            return [program.shifted_probabilities(values, n_unshifted, rows, cols).numpy()
+                    for program in self.programs]
 
 
 __all__ = ["TorchTemplateRunner", "noise_channels", "pauli_basis", "transfer_matrix"]

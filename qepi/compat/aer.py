@@ -144,6 +144,13 @@ class TemplateRunner:
         run = self._run_private if self.path == "private" else self._run_public
         return run(np.asarray(values, dtype=np.float64))
 
+    def shifted_probabilities(self, values: np.ndarray, n_unshifted: int, rows: np.ndarray,
+                              cols: np.ndarray) -> list[np.ndarray]:
+        """:meth:`probabilities` of parameter-shift rows laid out as
+        :func:`qepi.backends.aer.shifted_rows` lists them (``n_unshifted`` rows, then the
+        shifts of ``rows`` at ``cols`` up, then down); Aer simulates every row."""
+        return self.probabilities(values)
+
     # -- public path ----------------------------------------------------------------
     def _run_public(self, values: np.ndarray) -> list[np.ndarray]:
         from qiskit.exceptions import QiskitError
