@@ -69,12 +69,17 @@ class ShotSampler:
         """Sampled outcome frequencies (C, K) of ``shots`` measurements of each circuit.
 
         ``probs`` (C, K) are exact outcome probabilities (small negative rounding is clipped,
-        rows are renormalised); ``circuit_ids`` (C,) default to ``0..C-1``; ``shots`` (C,)
-        gives each circuit its own shot count (default: the sampler's ``shots`` for all).
+        rows that do not sum to 1 within 1e-12 are renormalised); ``circuit_ids`` (C,)
+        default to ``0..C-1``; ``shots`` (C,) gives each circuit its own shot count
+        (default: the sampler's ``shots`` for all).
         Successive batches of one call and stream continue the same stream.
         """
-        probs = np.clip(np.asarray(probs, dtype=np.float64), 0.0, None)
-        probs /= probs.sum(axis=1, keepdims=True)
+        probs = np.asarray(probs, dtype=np.float64)
+        if probs.min(initial=0.0) < 0:
+            probs = np.maximum(probs, 0.0)
+        total = probs @ np.ones(probs.shape[1])  # (C,)
+        if np.abs(total - 1).max(initial=0.0) > 1e-12:
+            probs = probs / total[:, None]
         if circuit_ids is None:
             circuit_ids = np.arange(len(probs))
         if shots is None:
@@ -86,9 +91,9 @@ class ShotSampler:
             generator = self._streams[(call, stream)] = np.random.Generator(bits)
         order = np.argsort(np.asarray(circuit_ids), kind="stable")  # (C,) draw in id order
         shots = np.asarray(shots, dtype=np.int64)
-        counts = np.empty(probs.shape, dtype=np.int64)  # (C, K)
-        counts[order] = generator.multinomial(shots[order], probs[order])
-        return counts / shots[:, None].astype(np.float64)
+        frequencies = np.empty(probs.shape)  # (C, K)
+        frequencies[order] = generator.multinomial(shots[order], probs[order]) / shots[order, None]
+        return frequencies
 
     def state_dict(self) -> dict[str, Any]:
         """``{"seed", "calls"}``: all a resumed run needs to continue the same draws."""

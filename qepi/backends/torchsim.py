@@ -306,12 +306,12 @@ class _Program:
         self._index_angles(len(params))
 
     def _index_angles(self, n_angles: int) -> None:
-        """How :meth:`shifted_probabilities` treats a shift of each angle j of the rows:
-        ``_kind[j]`` is LEADING or FINAL where every gate of j is in one one-qubit step
-        (``_slot[j]``) of the leading product state, or of the final one-qubit steps (those
-        followed by nothing but a permutation of basis states); TURNED where j enters a single
-        Pauli rotation exp(-iθG/2), θ = ``_scale[j]``·v_j + b, in step ``_step[j]`` (slot
-        ``_slot[j]``, -1 outside one-qubit steps); else OTHER. Statevector templates only."""
+        """How :meth:`shifted_probabilities` treats a shift of each angle j of the rows. Where
+        j enters a single gate, a Pauli rotation exp(-iθG/2) with θ = ``_scale[j]``·v_j + b,
+        in step ``_step[j]`` (factor ``_factor[j]`` of one-qubit step ``_slot[j]``, or slot
+        -1), ``_kind[j]`` is LEADING in the leading product state, FINAL in the final
+        one-qubit steps (those followed by nothing but a permutation of basis states), else
+        TURNED; any other angle is OTHER. Statevector templates only."""
         n_steps = len(self.steps)
         self.tail_start = n_steps - int(bool(self.steps) and isinstance(self.steps[-1], _Gather))
         self.final_start, final_qubits = self.tail_start, set()
@@ -323,44 +323,37 @@ class _Program:
                 break
             final_qubits |= qubits
             self.final_start -= 1
-        size = self.base**self.n
-        index = torch.arange(size)
-        self._bit_halves = torch.stack([torch.stack([index[(index >> q) & 1 == 0],
-                                                     index[(index >> q) & 1 == 0] + 2**q])
-                                        for q in range(self.n)]) if not self.density else None
+        index = torch.arange(self.base**self.n)
+        low = [index[(index >> q) & 1 == 0] for q in range(self.n)]  # q's bit 0
+        self._bit_halves = torch.stack([torch.stack([i, i + 2**q]) for q, i in enumerate(low)])
         self._place = index.clone()  # where the permutation after the final steps sends t
         if self.tail_start < n_steps:
             self._place[self.steps[-1].source] = index.clone()
         self._kind = torch.full((n_angles,), OTHER, dtype=torch.long)
         self._scale = torch.full((n_angles,), torch.nan, dtype=torch.float64)
-        self._step = torch.full((n_angles,), -1, dtype=torch.long)
-        self._slot = torch.full((n_angles,), -1, dtype=torch.long)
+        self._step, self._slot, self._factor = (torch.full((n_angles,), -1, dtype=torch.long)
+                                                for _ in range(3))
         self._slot_qubit = torch.zeros(len(self.table[0]), dtype=torch.long)
-        self._final_slot = torch.full((self.n,), -1, dtype=torch.long)  # per qubit
-        uses: dict[int, list[tuple[int, int, _Matrix]]] = {}  # j -> (step, slot, factor)
+        uses: dict[int, list[tuple[int, int, int, _Matrix]]] = {}  # j -> (step, slot, k, factor)
         for k, step in enumerate(self.steps):
             for one in step.steps if isinstance(step, _Layer) else [step]:
                 if isinstance(one, _Local):
                     self._slot_qubit[one.slot] = one.qubit
-                    if self.final_start <= k < self.tail_start:
-                        self._final_slot[one.qubit] = one.slot
                 factors = one.factors if isinstance(one, _Local) else [getattr(one, "matrix", None)]
-                for factor in factors:
+                for position, factor in enumerate(factors):
                     if factor is not None and factor.constant is None:
                         slot = one.slot if isinstance(one, _Local) else -1
-                        uses.setdefault(factor.angle[0], []).append((k, slot, factor))
+                        uses.setdefault(factor.angle[0], []).append((k, slot, position, factor))
         if self.density:
             return
         for j, found in uses.items():
-            k, slot, factor = found[0]
-            in_one_step = slot >= 0 and all(use[:2] == (k, slot) for use in found)
-            if in_one_step and k < self.leading:
-                self._kind[j], self._slot[j] = LEADING, slot
-            elif in_one_step and self.final_start <= k < self.tail_start:
-                self._kind[j], self._slot[j] = FINAL, slot
-            elif len(found) == 1 and factor.angle[3] == 0.5 and factor.angle[1] != 0:
-                self._kind[j], self._slot[j], self._step[j] = TURNED, slot, k
-                self._scale[j] = factor.angle[1]
+            k, slot, position, factor = found[0]
+            if len(found) > 1 or factor.angle[3] != 0.5 or factor.angle[1] == 0:
+                continue  # several gates, or not a Pauli rotation: OTHER
+            self._scale[j], self._step[j], self._slot[j], self._factor[j] = (
+                factor.angle[1], k, slot, position)
+            final = slot >= 0 and self.final_start <= k < self.tail_start
+            self._kind[j] = LEADING if k < self.leading else FINAL if final else TURNED
 
     def _group_layers(self) -> None:
         """Merge runs of at least two one-qubit steps on distinct qubits (after the leading
@@ -512,9 +505,17 @@ class _Program:
           row's state with that rotation turned by π, split off the row's path at its step.
         """
         r, n, m = len(values), self.n, len(rows)
-        kind, slot = self._kind[cols], self._slot[cols]  # (M,) each
+        kind, slot, position = self._kind[cols], self._slot[cols], self._factor[cols]  # (M,)
         lead, final, turn = (torch.nonzero(kind == k).flatten() for k in (LEADING, FINAL, TURNED))
-        local = self._local_matrices(values)  # (R, S, 2, 2)
+        local, before = self._local_matrices(values, prefixes=True)  # (R, S, 2, 2), (R, S, T, 2, 2)
+        # a one-qubit step with its rotation turned by 2h is M·(cos h·1 + sin h·K), with
+        # K = P†·R(π)·P and P the step's factors before the rotation
+        turn_of = torch.zeros(m, 2, 2, dtype=self.dtype)  # (M, 2, 2) K
+        in_step = torch.nonzero(slot >= 0).flatten()
+        prefix = before[rows[in_step], slot[in_step], position[in_step]]  # (·, 2, 2)
+        turn_of[in_step] = prefix.mH @ self._turn[slot[in_step], position[in_step]] @ prefix
+        taken = shifted.gather(2, cols.expand(2, -1)[..., None])[..., 0]  # (2, M) shifted angles
+        half = self._scale[cols] * (taken - values[rows, cols]) / 2  # (2, M)
 
         # the leading product states of the rows and of χ, one per (row, qubit) of LEADING pairs
         vectors = torch.zeros(r, n, 2, dtype=self.dtype)  # (R, n, 2) each qubit's M|0⟩
@@ -535,10 +536,9 @@ class _Program:
         turned = values[rows[turn]].clone()  # (T, P)
         turned[torch.arange(len(turn)), cols[turn]] += torch.pi / self._scale[cols[turn]]
         turned_local = local[rows[turn]]  # (T, S, 2, 2)
-        in_local = torch.nonzero(slot[turn] >= 0).flatten()
-        if len(in_local):
-            turned_local[in_local, slot[turn][in_local]] = self._local_matrices(
-                turned[in_local], slot[turn][in_local])
+        in_local = turn[slot[turn] >= 0]
+        turned_local[slot[turn] >= 0, slot[in_local]] = (local[rows[in_local], slot[in_local]]
+                                                         @ turn_of[in_local])
         at, split = self._step[cols[turn]], []
         for k in range(self.leading, self.final_start):
             new = torch.nonzero(at == k).flatten()
@@ -564,9 +564,11 @@ class _Program:
             basis = torch.stack([own.real.square() + own.imag.square(),
                                  chi.real.square() + chi.imag.square(),
                                  overlap.real, overlap.imag], dim=1)  # (X, 4, D)
-            v = vectors[rows[lead], lead_qubit]  # (L, 2)
-            w = self._shifted_matrices(values, shifted[:, lead], slot[lead], cols[lead])[..., 0]
-            alpha, beta = (v.conj() * w).sum(-1), (_orthogonal(v).conj() * w).sum(-1)  # (2, L)
+            # the shifted vector M'|0⟩ = α·v + β·v⊥, with M|1⟩ = det M·v⊥
+            matrix, k = local[rows[lead], slot[lead]], turn_of[lead]  # (L, 2, 2) each
+            det = matrix[:, 0, 0] * matrix[:, 1, 1] - matrix[:, 0, 1] * matrix[:, 1, 0]  # (L,)
+            cos, sin = torch.cos(half[:, lead]), torch.sin(half[:, lead])  # (2, L)
+            alpha, beta = cos + sin * k[:, 0, 0], sin * k[:, 1, 0] * det  # (2, L)
             mixed = alpha.conj() * beta
             coefficients = torch.stack([alpha.abs().square(), beta.abs().square(),
                                         2 * mixed.real, -2 * mixed.imag], dim=-1)  # (2, L, 4)
@@ -581,9 +583,10 @@ class _Program:
             basis = torch.stack([u0.real.square() + u0.imag.square(),
                                  u1.real.square() + u1.imag.square(),
                                  overlap.real, overlap.imag], dim=1)  # (Y, 4, D/2)
-            undo = local[rows[final], slot[final]].conj().transpose(-1, -2)  # (F, 2, 2) M†
-            matrices = self._shifted_matrices(values, shifted[:, final], slot[final],
-                                              cols[final]) @ undo  # (2, F, 2, 2) N
+            matrix = local[rows[final], slot[final]]  # (F, 2, 2) M
+            rotated = matrix @ turn_of[final] @ matrix.mH  # (F, 2, 2) M·K·M†
+            h = half[:, final, None, None]  # (2, F, 1, 1)
+            matrices = torch.cos(h) * torch.eye(2) + torch.sin(h) * rotated  # (2, F, 2, 2) N
             mixed = matrices[..., 0].conj() * matrices[..., 1]  # (2, F, 2) N̄_b0·N_b1
             coefficients = torch.stack([matrices[..., 0].abs().square(),
                                         matrices[..., 1].abs().square(),
@@ -599,38 +602,33 @@ class _Program:
             phi[torch.cat(split)] = state[r + len(chi_keys):]
             own = psi[rows[turn]]
             cross = own.real * phi.real + own.imag * phi.imag  # (T, D)
-            delta = shifted[:, turn, cols[turn]] - values[rows[turn], cols[turn]]  # (2, T)
-            h = (self._scale[cols[turn]] * delta / 2)[..., None]  # (2, T, 1)
+            h = half[:, turn, None]  # (2, T, 1)
             out[:, turn] = (torch.cos(h).square() * probs[rows[turn]]
                             + torch.sin(h).square() * (phi.real.square() + phi.imag.square())
                             + torch.sin(2 * h) * cross)
         return self._marginal(probs), self._marginal(out.reshape(2 * m, state.shape[1])).reshape(
             2, m, 2 ** len(self.measured))
 
-    def _local_matrices(self, values: torch.Tensor, slots: torch.Tensor | None = None
-                        ) -> torch.Tensor:
+    def _local_matrices(self, values: torch.Tensor, prefixes: bool = False):
         """(c, S, d, d): the product of every one-qubit step's factors, for angle rows (c, P);
-        all factors of all steps at once (see :meth:`_tabulate`). With ``slots`` (c,), only
-        step ``slots[i]`` of row i: (c, d, d)."""
+        all factors of all steps at once (see :meth:`_tabulate`). With ``prefixes``, also
+        (c, S, T, d, d): the product of each step's factors before factor t."""
         j, a, b, alpha, terms = self.table  # (S, T) each, terms (S, T, 3, 2·d²) real
-        if slots is not None:
-            j, a, b, alpha, terms = (t[slots] for t in self.table)  # (c, T), terms (c, T, 3, 2·d²)
-        taken = (values.gather(1, j) if slots is not None else values[:, j]) if values.shape[1] \
-            else torch.zeros(len(values), *j.shape[-2:], dtype=values.dtype)
-        theta = alpha * (a * taken + b)  # (c, S, T) or (c, T)
-        if slots is None:  # (c, S, T, 2·d²) as products, batched over the table's (S, T)
-            weights = torch.stack([torch.ones_like(theta), torch.cos(theta), torch.sin(theta)], -1)
-            factors = torch.einsum("cstk,stkm->cstm", weights, terms)
-        else:  # (c, T, 2·d²), each row with its own table entries
-            factors = (terms[..., 0, :] + torch.cos(theta)[..., None] * terms[..., 1, :]
-                       + torch.sin(theta)[..., None] * terms[..., 2, :])
+        taken = values[:, j] if values.shape[1] else torch.zeros(len(values), *j.shape,
+                                                                 dtype=values.dtype)
+        theta = alpha * (a * taken + b)  # (c, S, T)
+        weights = torch.stack([torch.ones_like(theta), torch.cos(theta), torch.sin(theta)], -1)
+        factors = torch.einsum("cstk,stkm->cstm", weights, terms)  # (c, S, T, 2·d²) or (…, d²)
         if self.dtype.is_complex:
-            factors = torch.view_as_complex(factors.reshape(*factors.shape[:-1], self.base**2, 2))
-        factors = factors.reshape(*theta.shape, self.base, self.base)  # (c, [S,] T, d, d)
-        product = factors[..., 0, :, :]
-        for t in range(1, factors.shape[-3]):
-            product = factors[..., t, :, :] @ product
-        return product  # (c, S, d, d) or (c, d, d)
+            factors = torch.view_as_complex(factors.reshape(*theta.shape, self.base**2, 2))
+        factors = factors.reshape(*theta.shape, self.base, self.base)  # (c, S, T, d, d)
+        partial = [factors[:, :, 0]]
+        for t in range(1, factors.shape[2]):
+            partial.append(factors[:, :, t] @ partial[-1])
+        if not prefixes:
+            return partial[-1]  # (c, S, d, d)
+        eye = torch.eye(self.base, dtype=self.dtype).expand_as(partial[0])
+        return partial[-1], torch.stack([eye] + partial[:-1], dim=2)
 
     def _tabulate(self) -> None:
         """Stack the factors of the one-qubit steps (S steps, at most T factors each, padded
@@ -654,27 +652,7 @@ class _Program:
         if terms.is_complex():  # real and imaginary parts interleaved: (S, T, 3, 2·d²)
             terms = torch.view_as_real(terms).reshape(len(local), t, 3, 2 * d * d)
         self.table = (j, a, b, alpha, terms)
-        self._angled = torch.tensor([[k < len(step.factors) and step.factors[k].constant is None
-                                      for k in range(t)] for step in local],
-                                    dtype=torch.bool).reshape(len(local), t)  # (S, T)
-
-    def _shifted_matrices(self, values: torch.Tensor, shifted: torch.Tensor,
-                          slots: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """(2, K, d, d): one-qubit step ``slots[i]``'s matrix in the rows ``shifted``
-        (2, K, P) (a row of ``values`` (R, P) with angle ``cols[i]`` shifted up and down).
-        Where all angles of these steps are the same in every row (shared weights) and so
-        are the shifts, a matrix depends on the angle and sign alone: computed once."""
-        k, p = len(slots), values.shape[1]
-        constant = (values == values[:1]).all(0)  # (P,)
-        first, key_of = torch.arange(k), torch.arange(k)
-        if (constant[self.table[0][slots]] | ~self._angled[slots]).all():
-            keys, key_of = torch.unique(cols, return_inverse=True)
-            first = torch.full((len(keys),), k).scatter_reduce(0, key_of, torch.arange(k), "amin")
-            taken = shifted.gather(2, cols.expand(2, -1)[..., None])  # (2, K, 1) shifted angles
-            if not torch.equal(taken[:, first][:, key_of], taken):  # shifts differ between rows
-                first, key_of = torch.arange(k), torch.arange(k)
-        matrices = self._local_matrices(shifted[:, first].reshape(-1, p), slots[first].repeat(2))
-        return matrices.reshape(2, len(first), self.base, self.base)[:, key_of]
+        self._turn = bs  # (S, T, d, d) each factor at angle π: -iG for a Pauli rotation
 
     def _evolve(self, values: torch.Tensor, local: torch.Tensor | None = None) -> torch.Tensor:
         """Final states (c, base**n) of the c angle rows ``values`` (c, P), whose one-qubit

@@ -42,6 +42,12 @@ def shift_problems(draw):
             n_params = max(n_params, j + 1)
             angle = (j, draw(st.sampled_from([1.0, -0.5, 2.0])), draw(st.floats(-3, 3)))
         ops.append((name, qubits, angle))
+    if draw(st.booleans()):  # a last layer of rotations, then a permutation of basis states
+        for q in range(n):
+            ops.append((draw(st.sampled_from(["rx", "ry", "rz"])), (q,), (n_params, 1.0, 0.0)))
+            n_params += 1
+        if n > 1:
+            ops.append((draw(st.sampled_from(["cx", "swap", "cz"])), (0, n - 1), None))
     measured = list(draw(st.permutations(range(n)))[:draw(st.integers(1, n))])
     rows = draw(st.integers(1, 5))
     shared = draw(st.lists(st.booleans(), min_size=n_params, max_size=n_params))
