@@ -337,14 +337,20 @@ class _Program:
         self._step, self._slot, self._factor = (torch.full((n_angles,), -1, dtype=torch.long)
                                                 for _ in range(3))
         self._slot_qubit = torch.zeros(len(self.table[0]), dtype=torch.long)
+        self._leading_qubits = torch.tensor([s.qubit for s in self.steps[:self.leading]],
+                                            dtype=torch.long)
+        self._leading_slots = torch.tensor([s.slot for s in self.steps[:self.leading]],
+                                           dtype=torch.long)
         if self.density:
             return
         index = torch.arange(2**self.n)
         low = [index[(index >> q) & 1 == 0] for q in range(self.n)]  # q's bit 0
         self._bit_halves = torch.stack([torch.stack([i, i + 2**q]) for q, i in enumerate(low)])
-        self._place = index.clone()  # where the permutation after the final steps sends t
+        place = index.clone()  # where the permutation after the final steps sends index t
         if self.tail_start < n_steps:
-            self._place[self.steps[-1].source] = index.clone()
+            place[self.steps[-1].source] = index.clone()
+        # per qubit q, the (D,) order taking q's bit-0 then bit-1 halves to the final outcomes
+        self._final_order = torch.argsort(place[self._bit_halves.reshape(self.n, -1)], dim=1)
         uses: dict[int, list[tuple[int, int, int, _Matrix]]] = {}  # j -> (step, slot, k, factor)
         for k, step in enumerate(self.steps):
             for one in step.steps if isinstance(step, _Layer) else [step]:
@@ -510,46 +516,51 @@ class _Program:
           row's state with that rotation turned by π, split off the row's path at its step.
         """
         r, n, m = len(values), self.n, len(rows)
-        kind, slot, position = self._kind[cols], self._slot[cols], self._factor[cols]  # (M,)
+        kind, slot = self._kind[cols], self._slot[cols]  # (M,) each
         lead, final, turn = (torch.nonzero(kind == k).flatten() for k in (LEADING, FINAL, TURNED))
         local, before = self._local_matrices(values, prefixes=True)  # (R, S, 2, 2), (R, S, T, 2, 2)
         # a one-qubit step with its rotation turned by 2h is M·(cos h·1 + sin h·K), with
         # K = P†·R(π)·P and P the step's factors before the rotation
-        turn_of = torch.zeros(m, 2, 2, dtype=self.dtype)  # (M, 2, 2) K
         in_step = torch.nonzero(slot >= 0).flatten()
-        prefix = before[rows[in_step], slot[in_step], position[in_step]]  # (·, 2, 2)
-        turn_of[in_step] = prefix.mH @ self._turn[slot[in_step], position[in_step]] @ prefix
+        step_rows, step_slots = rows[in_step], slot[in_step]
+        position = self._factor[cols[in_step]]
+        prefix = before[step_rows, step_slots, position]  # (·, 2, 2)
+        turn_of = torch.zeros(m, 2, 2, dtype=self.dtype)  # (M, 2, 2) K
+        turn_of[in_step] = prefix.mH @ self._turn[step_slots, position] @ prefix
+        matrix_of = torch.zeros(m, 2, 2, dtype=self.dtype)  # (M, 2, 2) M
+        matrix_of[in_step] = local[step_rows, step_slots]
         taken = shifted.gather(2, cols.expand(2, -1)[..., None])[..., 0]  # (2, M) shifted angles
         half = self._scale[cols] * (taken - values[rows, cols]) / 2  # (2, M)
 
         # the leading product states of the rows and of χ, one per (row, qubit) of LEADING pairs
         vectors = torch.zeros(r, n, 2, dtype=self.dtype)  # (R, n, 2) each qubit's M|0⟩
         vectors[:, :, 0] = 1
-        for step in self.steps[:self.leading]:
-            vectors[:, step.qubit] = local[:, step.slot, :, 0]
-        lead_qubit = self._slot_qubit[slot[lead]]
-        chi_keys, chi_of = torch.unique(rows[lead] * n + lead_qubit, return_inverse=True)
+        vectors[:, self._leading_qubits] = local[:, self._leading_slots, :, 0]
+        lead_rows, lead_qubit = rows[lead], self._slot_qubit[slot[lead]]  # (L,) each
+        chi_keys, chi_of = torch.unique(lead_rows * n + lead_qubit, return_inverse=True)
         chi_rows, chi_qubits = chi_keys // n, chi_keys % n  # (X,) each
-        chi_vectors = vectors[chi_rows].clone()  # (X, n, 2)
+        chi_vectors = vectors[chi_rows]  # (X, n, 2)
         chi_vectors[torch.arange(len(chi_keys)), chi_qubits] = _orthogonal(
             vectors[chi_rows, chi_qubits])
         state = _product_state(torch.cat([vectors, chi_vectors]))  # (R + X, D)
-        path = torch.cat([torch.arange(r), chi_rows])  # whose matrices each state follows
-        active_local, active_values = local[path], values[path]
+        active_local = torch.cat([local, local[chi_rows]])  # the matrices each state follows
+        active_values = torch.cat([values, values[chi_rows]])
 
         # TURNED pairs split off at their step
-        turned = values[rows[turn]].clone()  # (T, P)
-        turned[torch.arange(len(turn)), cols[turn]] += torch.pi / self._scale[cols[turn]]
-        turned_local = local[rows[turn]]  # (T, S, 2, 2)
-        in_local = turn[slot[turn] >= 0]
-        turned_local[slot[turn] >= 0, slot[in_local]] = (local[rows[in_local], slot[in_local]]
-                                                         @ turn_of[in_local])
-        at, split = self._step[cols[turn]], []
+        split, turn_rows = [], rows[turn]
+        if len(turn):
+            turned = values[turn_rows].clone()  # (T, P)
+            turned[torch.arange(len(turn)), cols[turn]] += torch.pi / self._scale[cols[turn]]
+            turned_local = local[turn_rows]  # (T, S, 2, 2)
+            in_local = slot[turn] >= 0
+            turned_local[in_local, slot[turn][in_local]] = (matrix_of[turn[in_local]]
+                                                            @ turn_of[turn[in_local]])
+            at = self._step[cols[turn]]
         for k in range(self.leading, self.final_start):
-            new = torch.nonzero(at == k).flatten()
+            new = torch.nonzero(at == k).flatten() if len(turn) else []
             if len(new):  # from the row's state before step k
                 split.append(new)
-                state = torch.cat([state, state[rows[turn][new]]])
+                state = torch.cat([state, state[turn_rows[new]]])
                 active_local = torch.cat([active_local, turned_local[new]])
                 active_values = torch.cat([active_values, turned[new]])
             state = self._apply_step(self.steps[k], state, active_local, active_values)
@@ -566,11 +577,10 @@ class _Program:
         if len(lead):  # |α·ψ + β·χ|² = |α|²|ψ|² + |β|²|χ|² + 2·Re(ᾱβ)·Re(ψ̄χ) - 2·Im(ᾱβ)·Im(ψ̄χ)
             chi, own = state[r:r + len(chi_keys)], psi[chi_rows]  # (X, D) each
             overlap = own.conj() * chi
-            basis = torch.stack([own.real.square() + own.imag.square(),
-                                 chi.real.square() + chi.imag.square(),
+            basis = torch.stack([probs[chi_rows], chi.real.square() + chi.imag.square(),
                                  overlap.real, overlap.imag], dim=1)  # (X, 4, D)
             # the shifted vector M'|0⟩ = α·v + β·v⊥, with M|1⟩ = det M·v⊥
-            matrix, k = local[rows[lead], slot[lead]], turn_of[lead]  # (L, 2, 2) each
+            matrix, k = matrix_of[lead], turn_of[lead]  # (L, 2, 2) each
             det = matrix[:, 0, 0] * matrix[:, 1, 1] - matrix[:, 0, 1] * matrix[:, 1, 0]  # (L,)
             cos, sin = torch.cos(half[:, lead]), torch.sin(half[:, lead])  # (2, L)
             alpha, beta = cos + sin * k[:, 0, 0], sin * k[:, 1, 0] * det  # (2, L)
@@ -582,13 +592,13 @@ class _Program:
             final_qubit = self._slot_qubit[slot[final]]  # (F,)
             keys, key_of = torch.unique(rows[final] * n + final_qubit, return_inverse=True)
             halves = self._bit_halves[keys % n]  # (Y, 2, D/2) indices with q's bit 0, 1
-            u0 = before_tail[keys // n].gather(1, halves[:, 0])  # (Y, D/2)
-            u1 = before_tail[keys // n].gather(1, halves[:, 1])
-            overlap = u0.conj() * u1
+            amplitudes = before_tail[keys // n]  # (Y, D)
+            u0, u1 = amplitudes.gather(1, halves[:, 0]), amplitudes.gather(1, halves[:, 1])
+            overlap = u0.conj() * u1  # (Y, D/2)
             basis = torch.stack([u0.real.square() + u0.imag.square(),
                                  u1.real.square() + u1.imag.square(),
                                  overlap.real, overlap.imag], dim=1)  # (Y, 4, D/2)
-            matrix = local[rows[final], slot[final]]  # (F, 2, 2) M
+            matrix = matrix_of[final]  # (F, 2, 2) M
             rotated = matrix @ turn_of[final] @ matrix.mH  # (F, 2, 2) M·K·M†
             h = half[:, final, None, None]  # (2, F, 1, 1)
             matrices = torch.cos(h) * torch.eye(2) + torch.sin(h) * rotated  # (2, F, 2, 2) N
@@ -597,18 +607,15 @@ class _Program:
                                         matrices[..., 1].abs().square(),
                                         2 * mixed.real, -2 * mixed.imag], dim=-1)  # (2, F, 2, 4)
             bits = torch.einsum("sfbc,fce->sfbe", coefficients, basis[key_of])  # (2, F, 2, D/2)
-            # the final permutation sends state index t to place[t]
-            where = self._place[self._bit_halves[final_qubit]].reshape(1, len(final), -1)
-            out[:, final] = torch.zeros(2, len(final), state.shape[1], dtype=torch.float64
-                                        ).scatter_(2, where.expand(2, -1, -1),
-                                                   bits.reshape(2, len(final), -1))
+            out[:, final] = bits.reshape(2, len(final), -1).gather(
+                2, self._final_order[final_qubit].expand(2, -1, -1))  # (2, F, D)
         if len(turn):  # |cos h·ψ + sin h·φ|² = cos²h·|ψ|² + sin²h·|φ|² + sin 2h·Re(ψ̄φ)
             phi = torch.empty(len(turn), state.shape[1], dtype=state.dtype)
             phi[torch.cat(split)] = state[r + len(chi_keys):]
-            own = psi[rows[turn]]
+            own = psi[turn_rows]
             cross = own.real * phi.real + own.imag * phi.imag  # (T, D)
             h = half[:, turn, None]  # (2, T, 1)
-            out[:, turn] = (torch.cos(h).square() * probs[rows[turn]]
+            out[:, turn] = (torch.cos(h).square() * probs[turn_rows]
                             + torch.sin(h).square() * (phi.real.square() + phi.imag.square())
                             + torch.sin(2 * h) * cross)
         return self._marginal(probs), self._marginal(out.reshape(2 * m, state.shape[1])).reshape(
