@@ -4,8 +4,8 @@ Random circuits of angle gates (affine in one parameter), Clifford and non-Cliff
 gates on 1-3 qubits, with and without noise (depolarizing, amplitude damping, thermal
 relaxation, Pauli channels; on all qubits or on chosen ones): the outcome probabilities of
 the measured qubits agree with Aer's statevector / density-matrix method to 1e-10. This
-covers every compilation path of :mod:`qepi.backends.torchsim`: fused one-qubit products,
-composed index maps (permutations with phases, Clifford transfer matrices with Pauli noise),
+covers every compilation path of :mod:`qepi.backends.torchsim`: fused one-qubit products
+(one qubit at a time, or several as one layer), composed index maps (permutations with phases, Clifford transfer matrices with Pauli noise),
 dense multi-qubit matrices and channels.
 """
 
@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from qepi.backends import torchsim
 from qepi.backends.torchsim import TorchTemplateRunner
 
 EXAMPLES = int(os.environ.get("QEPI_FUZZ_EXAMPLES", "40"))
@@ -106,9 +107,11 @@ def _aer_probabilities(qc, params, values, model):
 
 @pytest.mark.fuzz
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-@given(template=templates(), seed=st.integers(0, 2**16))
-def test_random_templates_agree_with_aer(template, seed):
+@given(template=templates(), seed=st.integers(0, 2**16), layers=st.booleans())
+def test_random_templates_agree_with_aer(template, seed, layers, monkeypatch):
     n, n_params, ops, measured, noise = template
+    # one-qubit steps on several qubits as one layer at any size, or never
+    monkeypatch.setattr(torchsim, "LAYER_QUBITS", range(2, 20) if layers else range(0))
     qc, params = _build(n, n_params, ops, measured)
     model = _noise_model(noise)
     values = np.random.default_rng(seed).uniform(-np.pi, np.pi, (3, n_params))
@@ -119,8 +122,6 @@ def test_random_templates_agree_with_aer(template, seed):
 
 def test_many_rows_are_simulated_in_blocks_with_the_same_result():
     """More rows than one block holds: the blocks' results are joined in row order."""
-    from qepi.backends import torchsim
-
     qc, params = _build(3, 1, [("ry", (0,), (0, 1.0, 0.0)), ("cx", (0, 1), None),
                                ("rzz", (1, 2), (0, 0.5, 0.3))], [2, 0])
     model = _noise_model("depolarizing")

@@ -70,8 +70,8 @@ def _rows(n_params, shared, mask, seed):
 @pytest.mark.fuzz
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(problem=shift_problems(), seed=st.integers(0, 2**16), block=st.sampled_from([1, 3, None]),
-       reorder=st.booleans())
-def test_shifted_rows_agree_with_every_row_and_with_aer(problem, seed, block, reorder,
+       reorder=st.booleans(), layers=st.booleans())
+def test_shifted_rows_agree_with_every_row_and_with_aer(problem, seed, block, reorder, layers,
                                                        monkeypatch):
     n, n_params, ops, measured, shared, mask = problem
     qc, params = _build(n, n_params, ops, measured)
@@ -83,6 +83,8 @@ def test_shifted_rows_agree_with_every_row_and_with_aer(problem, seed, block, re
         values = np.concatenate([values[:b], values[b:b + m][order], values[b + m:][order]])
     if block is not None:  # blocks of about `block` rows
         monkeypatch.setattr(torchsim, "BLOCK_ENTRIES", block * 2**n)
+    # one-qubit steps on several qubits as one layer at any size, or never
+    monkeypatch.setattr(torchsim, "LAYER_QUBITS", range(2, 20) if layers else range(0))
     runner = TorchTemplateRunner([qc], params)
     got = runner.shifted_probabilities(values, b, rows, cols)[0]
     np.testing.assert_allclose(got, runner.probabilities(values)[0], atol=1e-12, rtol=0)
@@ -106,13 +108,14 @@ def _strongly_entangling(n, layers):
     return _build(n, j, ops, list(range(n))), j
 
 
+@pytest.mark.parametrize("n", [4, 6])
 @pytest.mark.parametrize("layers", [1, 2, 3])
-def test_a_strongly_entangling_template_is_not_simulated_row_by_row(layers, monkeypatch):
+def test_a_strongly_entangling_template_is_not_simulated_row_by_row(n, layers, monkeypatch):
     """Embedding, Rot layers and CNOT rings: every shifted angle is leading, final or a
     turned rotation, so no shifted row is simulated on its own; the result is Aer's."""
-    (qc, params), n_params = _strongly_entangling(4, layers)
-    values, rows, cols = _rows(n_params, [j >= 4 for j in range(n_params)],
-                               [[j >= 4 for j in range(n_params)]] * 3, seed=1)
+    (qc, params), n_params = _strongly_entangling(n, layers)
+    values, rows, cols = _rows(n_params, [j >= n for j in range(n_params)],
+                               [[j >= n for j in range(n_params)]] * 3, seed=1)
     runner = TorchTemplateRunner([qc], params)
     expected = _aer_probabilities(qc, params, values, None)
 
