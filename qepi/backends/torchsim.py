@@ -576,39 +576,29 @@ class _Program:
         psi = state[:r]  # (R, D)
         probs = psi.real.square() + psi.imag.square()
         out = torch.empty(2, m, state.shape[1], dtype=torch.float64)  # (2, M, D)
-        if len(lead):  # |α·ψ + β·χ|² = |α|²|ψ|² + |β|²|χ|² + 2·Re(ᾱβ)·Re(ψ̄χ) - 2·Im(ᾱβ)·Im(ψ̄χ)
-            chi, own = state[r:r + len(chi_keys)], psi[chi_rows]  # (X, D) each
-            overlap = own.conj() * chi
-            basis = torch.stack([probs[chi_rows], chi.real.square() + chi.imag.square(),
-                                 overlap.real, overlap.imag], dim=1)  # (X, 4, D)
+        if len(lead):  # |α·ψ + β·χ|²
+            basis = _square_terms(psi[chi_rows], state[r:r + len(chi_keys)])  # (X, 4, D)
             # the shifted vector M'|0⟩ = α·v + β·v⊥, with M|1⟩ = det M·v⊥
-            matrix, k = matrix_of[lead], turn_of[lead]  # (L, 2, 2) each
+            matrix = matrix_of[lead]  # (L, 2, 2)
             det = matrix[:, 0, 0] * matrix[:, 1, 1] - matrix[:, 0, 1] * matrix[:, 1, 0]  # (L,)
             cos, sin = torch.cos(half[:, lead]), torch.sin(half[:, lead])  # (2, L)
-            alpha, beta = cos + sin * k[:, 0, 0], sin * k[:, 1, 0] * det  # (2, L)
-            mixed = alpha.conj() * beta
-            coefficients = torch.stack([alpha.abs().square(), beta.abs().square(),
-                                        2 * mixed.real, -2 * mixed.imag], dim=-1)  # (2, L, 4)
-            out[:, lead] = torch.einsum("slc,lcd->sld", coefficients, basis[chi_of])
+            alpha = cos + sin * turn_of[lead, 0, 0]  # (2, L)
+            beta = sin * turn_of[lead, 1, 0] * det
+            out[:, lead] = torch.einsum("slc,lcd->sld", _square_weights(alpha, beta),
+                                        basis[chi_of])
         if len(final):  # bit b of q: |N_b0·u0 + N_b1·u1|², N = M'·M†, u the row's amplitudes
             final_qubit = self._slot_qubit[slot[final]]  # (F,)
             keys, key_of = torch.unique(rows[final] * n + final_qubit, return_inverse=True)
             halves = self._bit_halves[keys % n]  # (Y, 2, D/2) indices with q's bit 0, 1
             amplitudes = before_tail[keys // n]  # (Y, D)
-            u0, u1 = amplitudes.gather(1, halves[:, 0]), amplitudes.gather(1, halves[:, 1])
-            overlap = u0.conj() * u1  # (Y, D/2)
-            basis = torch.stack([u0.real.square() + u0.imag.square(),
-                                 u1.real.square() + u1.imag.square(),
-                                 overlap.real, overlap.imag], dim=1)  # (Y, 4, D/2)
+            basis = _square_terms(amplitudes.gather(1, halves[:, 0]),
+                                  amplitudes.gather(1, halves[:, 1]))  # (Y, 4, D/2)
             matrix = matrix_of[final]  # (F, 2, 2) M
             rotated = matrix @ turn_of[final] @ matrix.mH  # (F, 2, 2) M·K·M†
             h = half[:, final, None, None]  # (2, F, 1, 1)
             matrices = torch.cos(h) * torch.eye(2) + torch.sin(h) * rotated  # (2, F, 2, 2) N
-            mixed = matrices[..., 0].conj() * matrices[..., 1]  # (2, F, 2) N̄_b0·N_b1
-            coefficients = torch.stack([matrices[..., 0].abs().square(),
-                                        matrices[..., 1].abs().square(),
-                                        2 * mixed.real, -2 * mixed.imag], dim=-1)  # (2, F, 2, 4)
-            bits = torch.einsum("sfbc,fce->sfbe", coefficients, basis[key_of])  # (2, F, 2, D/2)
+            weights = _square_weights(matrices[..., 0], matrices[..., 1])  # (2, F, 2, 4)
+            bits = torch.einsum("sfbc,fce->sfbe", weights, basis[key_of])  # (2, F, 2, D/2)
             out[:, final] = bits.reshape(2, len(final), -1).gather(
                 2, self._final_order[final_qubit].expand(2, -1, -1))  # (2, F, D)
         if len(turn):  # |cos h·ψ + sin h·φ|² = cos²h·|ψ|² + sin²h·|φ|² + sin 2h·Re(ψ̄φ)
@@ -730,6 +720,21 @@ def _product_state(vectors: torch.Tensor) -> torch.Tensor:
     for q in range(n - 2, -1, -1):
         state = (state[:, :, None] * vectors[:, q, None, :]).reshape(c, -1)  # (c, base**(n-q))
     return state
+
+
+def _square_terms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(…, 4, D) real: |a|², |b|², Re(āb) and Im(āb) of amplitudes ``a``, ``b`` (…, D), so
+    that |x·a + y·b|² is ``_square_weights(x, y)`` (…, 4) times these terms."""
+    overlap = a.conj() * b
+    return torch.stack([a.real.square() + a.imag.square(), b.real.square() + b.imag.square(),
+                        overlap.real, overlap.imag], dim=-2)
+
+
+def _square_weights(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(…, 4) real: |x|², |y|², 2·Re(x̄y) and -2·Im(x̄y) (see :func:`_square_terms`)."""
+    mixed = x.conj() * y
+    return torch.stack([x.abs().square(), y.abs().square(), 2 * mixed.real, -2 * mixed.imag],
+                       dim=-1)
 
 
 def _orthogonal(v: torch.Tensor) -> torch.Tensor:
