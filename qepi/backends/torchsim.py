@@ -791,8 +791,8 @@ class TorchTemplateRunner:
         """:meth:`probabilities` of parameter-shift rows (C = B + 2M, P) laid out as
         :func:`qepi.backends.aer.shifted_rows` lists them: B = ``n_unshifted`` rows, then
         row ``rows[i]`` with angle ``cols[i]`` shifted up, then shifted down (i < M). Equal to
-        :meth:`probabilities` to rounding, simulating one extra state per shifted angle
-        instead of two where the template allows (see :meth:`_Program.shifted_probabilities`).
+        :meth:`probabilities` to rounding, simulating a few states per row instead of one
+        per shifted row where the template allows (see :meth:`_Program._shift_block`).
 
         >>> import qiskit_aer  # adds QuantumCircuit.save_probabilities
         >>> from qiskit import QuantumCircuit
