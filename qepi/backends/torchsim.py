@@ -483,8 +483,8 @@ class _Program:
         first = torch.searchsorted(rows, torch.arange(b + 1)).tolist()  # each row's pairs
         size = self.base**self.n
         out = torch.empty(b + 2 * m, 2 ** len(self.measured), dtype=torch.float64)  # (C, 2**m)
-        places = torch.stack([b + order, b + m + order])  # (2, M) rows of the shifted ones
         in_order = bool((order == torch.arange(m)).all())
+        places = None if in_order else torch.stack([b + order, b + m + order])  # (2, M) rows
         start = 0
         while start < b:  # rows whose states (with their pairs') fill about one block
             stop = start + 1
@@ -665,8 +665,7 @@ class _Program:
         # |0⟩ of one qubit: amplitudes (1, 0), or Pauli coefficients (1, 0, 0, 1) (I and Z)
         zero = torch.tensor([1.0, 0.0] if base == 2 else [1.0, 0.0, 0.0, 1.0], dtype=self.dtype)
         vectors = zero.repeat(c, n, 1)  # (c, n, base)
-        for step in self.steps[:self.leading]:
-            vectors[:, step.qubit] = local[:, step.slot] @ zero
+        vectors[:, self._leading_qubits] = local[:, self._leading_slots] @ zero
         state = _product_state(vectors)
         for step in self.steps[self.leading:]:
             state = self._apply_step(step, state, local, values)
